@@ -1,0 +1,1 @@
+"""kubi: an agentless deployer that equips a Kubernetes platform for production."""

@@ -1,0 +1,103 @@
+"""The `kubi` command: check and show a platform config, run the local lab."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from kubi.config import ConfigError
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    from kubi.inventory import load
+
+    declared = load(args.inventory)
+    hosts = declared.config.hosts
+    print(f"{declared.source}: ok ({len(hosts)} hosts, platform {declared.config.name!r})")
+    return 0
+
+
+def _config_show(args: argparse.Namespace) -> int:
+    from kubi.inventory import load
+
+    declared = load(args.inventory)
+    # mode="json" renders SecretStr fields as '**********': secrets never reach the terminal.
+    print(json.dumps(declared.config.model_dump(mode="json"), indent=2))
+    return 0
+
+
+def _lab_up(args: argparse.Namespace) -> int:
+    from kubi import lab
+
+    state = lab.up(total=args.hosts, control_planes=args.control_planes)
+    for host in state.hosts:
+        print(f"{host.name:<18} {host.role:<14} {host.address}")
+    print("next: pyinfra inventories/lab.py deploys/all.py")
+    return 0
+
+
+def _lab_status(args: argparse.Namespace) -> int:
+    from kubi import lab
+
+    rows = lab.status()
+    if not rows:
+        print("lab: down (no hosts)")
+        return 0
+    for row in rows:
+        running = "running" if row["running"] else "stopped"
+        ssh = "ssh ok" if row["ssh"] else "no ssh"
+        print(f"{row['name']:<18} {row['role']:<14} {row['address']:<12} {running:<8} {ssh}")
+    return 0 if all(r["running"] and r["ssh"] for r in rows) else 1
+
+
+def _lab_down(args: argparse.Namespace) -> int:
+    from kubi import lab
+
+    lab.down()
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="kubi", description=__doc__)
+    sub = top.add_subparsers(dest="command", required=True)
+
+    config = sub.add_parser("config", help="validate or show a platform description")
+    config_sub = config.add_subparsers(dest="action", required=True)
+    for name, func, text in (
+        ("check", _config_check, "validate an inventory without connecting anywhere"),
+        ("show", _config_show, "print the effective config, defaults filled in, secrets masked"),
+    ):
+        cmd = config_sub.add_parser(name, help=text)
+        cmd.add_argument("inventory", help="inventory file, e.g. inventories/prod.py")
+        cmd.set_defaults(func=func)
+
+    lab = sub.add_parser("lab", help="local lab of real Debian hosts (systemd-nspawn, root)")
+    lab_sub = lab.add_subparsers(dest="action", required=True)
+    up = lab_sub.add_parser("up", help="start the lab (idempotent)")
+    up.add_argument("--hosts", type=int, default=5, help="total hosts; extra ones are workers")
+    up.add_argument("--control-planes", type=int, default=1, help="control-plane hosts (odd)")
+    up.set_defaults(func=_lab_up)
+    lab_sub.add_parser("status", help="show lab hosts").set_defaults(func=_lab_status)
+    lab_sub.add_parser("down", help="stop the lab, leave nothing behind").set_defaults(
+        func=_lab_down
+    )
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(exc.render(), file=sys.stderr)
+        return 2
+    except Exception as exc:  # LabError and friends: one clear line, no traceback
+        if type(exc).__name__ in ("LabError",):
+            print(f"kubi: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

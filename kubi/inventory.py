@@ -1,0 +1,118 @@
+"""Bridge between a platform description and pyinfra's inventory.
+
+An inventory file (`inventories/<env>.py`) calls `declare(...)` and publishes the groups it
+returns. Validation happens right there, while pyinfra loads the inventory, so a bad
+description stops `pyinfra inventories/x.py deploys/...` before any SSH connection is made.
+
+    from kubi.inventory import declare
+
+    platform = declare(__file__, name="prod", groups={...}, ...)
+    globals().update(platform.pyinfra_groups())
+"""
+
+from __future__ import annotations
+
+import runpy
+import sys
+from pathlib import Path
+from typing import Any
+
+from kubi.config import ROLES, ConfigError, Platform, validate
+
+# The platform declared by the inventory loaded in this process (one per pyinfra run).
+_current: DeclaredPlatform | None = None
+
+
+class DeclaredPlatform:
+    """A validated platform plus what pyinfra needs to reach its hosts."""
+
+    def __init__(self, config: Platform, source: str):
+        self.config = config
+        self.source = source
+
+    def host_data(self, name: str) -> dict[str, Any]:
+        """pyinfra connection data for one host (nothing else: deploys read the config)."""
+        host = self.config.host(name)
+        ssh = self.config.ssh
+        data: dict[str, Any] = {
+            "ssh_hostname": host.address,
+            "ssh_user": host.ssh_user,
+            "ssh_port": host.ssh_port,
+            "ssh_strict_host_key_checking": ssh.strict_host_key_checking,
+            "ssh_connect_timeout": ssh.connect_timeout,
+        }
+        if host.ssh_key:
+            data["ssh_key"] = str(host.ssh_key)
+        if host.ssh_user != "root":
+            data["_sudo"] = True  # an admin account: every operation runs through sudo
+        if ssh.known_hosts_file:
+            data["ssh_known_hosts_file"] = ssh.known_hosts_file
+        return data
+
+    def pyinfra_groups(self) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+        """One pyinfra group per role, each host with its connection data."""
+        return {
+            role: [(h.name, self.host_data(h.name)) for h in self.config.role(role)]  # type: ignore[arg-type]
+            for role in ROLES
+        }
+
+
+def declare(inventory_file: str | None = None, **description: Any) -> DeclaredPlatform:
+    """Validate a platform description and remember it for the deploys of this run.
+
+    + inventory_file: the inventory's `__file__`, named in error messages
+    + description: the fields of `kubi.config.Description` (name, groups, group_data, ...)
+
+    Under the pyinfra CLI an invalid description prints every problem and exits (status 2)
+    before pyinfra connects anywhere; elsewhere it raises `ConfigError`.
+    """
+    global _current
+    source = _display(inventory_file) if inventory_file else "platform"
+    try:
+        config = validate(description, source=source)
+    except ConfigError as exc:
+        if _under_pyinfra_cli():
+            print(exc.render(), file=sys.stderr)
+            # SystemExit passes through pyinfra's inventory loader untouched.
+            raise SystemExit(2) from None
+        raise
+    _current = DeclaredPlatform(config, source)
+    return _current
+
+
+def current() -> Platform:
+    """The platform of the inventory this run loaded (for deploy code)."""
+    if _current is None:
+        raise RuntimeError(
+            "no kubi platform is declared: run the deploy with a kubi inventory, "
+            "e.g. `pyinfra inventories/lab.py deploys/seed.py`"
+        )
+    return _current.config
+
+
+def load(inventory_file: str | Path) -> DeclaredPlatform:
+    """Run an inventory file outside pyinfra (CLI, tests) and return what it declared."""
+    global _current
+    path = Path(inventory_file)
+    if not path.is_file():
+        raise ConfigError([f"inventory file {path} does not exist"], str(path))
+    _current = None
+    runpy.run_path(str(path))
+    if _current is None:
+        raise ConfigError(
+            ["the file declares no platform: call kubi.inventory.declare(__file__, ...)"], str(path)
+        )
+    return _current
+
+
+def _display(path: str) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return path
+
+
+def _under_pyinfra_cli() -> bool:
+    import pyinfra
+
+    return bool(getattr(pyinfra, "is_cli", False))

@@ -1,0 +1,179 @@
+"""kubi's own pyinfra operations.
+
+Each one reads a single batched fact, compares it with the wanted state and yields commands
+only for what differs, so a converged host costs one round trip per operation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+from io import BytesIO
+
+from pyinfra import host
+from pyinfra.api import FileUploadCommand, StringCommand, operation
+from pyinfra.facts.deb import DebPackages
+from pyinfra.facts.files import FileContents
+
+from facts.files import ManagedFile
+
+APT_ENV = "DEBIAN_FRONTEND=noninteractive"
+# Keep the admin's edits of conffiles, take the package's default for new ones; never prompt.
+APT_OPTS = "-q -y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold"
+
+
+@operation()
+def file(
+    path: str,
+    content: str | None,
+    mode: str = "644",
+    user: str = "root",
+    group: str = "root",
+    check: str | None = None,
+    reload: str | None = None,
+):
+    """
+    Write (or remove) a whole file; optionally validate the service's whole config first.
+
+    + path: remote file
+    + content: wanted text, or ``None`` to remove the file
+    + mode, user, group: wanted permissions and owner
+    + check: command that validates the service configuration (e.g. ``nginx -t``); on
+      failure the previous file is put back (or the new one removed), the command's own
+      message is shown and the operation fails, so the running service is never broken
+    + reload: command run after a successful change (e.g. ``systemctl reload nginx``)
+
+    .. code:: python
+
+        ops.file(path="/etc/nginx/sites.conf.d/app.conf", content=text,
+                 check="nginx -t", reload="systemctl reload nginx")
+    """
+    current = host.get_fact(ManagedFile, path=path)
+    q, new, old = (shlex.quote(p) for p in (path, f"{path}.kubi-new", f"{path}.kubi-old"))
+    # Temporary names end in .kubi-new/.kubi-old so no `*.conf` include ever picks them up.
+
+    if content is None:
+        if current is not None:
+            if check is None:
+                yield _checked(f"rm -f {q}", None, reload)
+            else:
+                yield _checked(f"mv -f {q} {old}", check, reload, restore=f"mv -f {old} {q}", backup=old)
+        return
+
+    data = content.encode()
+    if current and current["sha256"] == hashlib.sha256(data).hexdigest():
+        if (current["mode"], current["user"], current["group"]) != (mode.lstrip("0"), user, group):
+            yield f"chmod {mode} {q} && chown {user}:{group} {q}"
+        return
+
+    yield FileUploadCommand(BytesIO(data), f"{path}.kubi-new")
+    install = f"chmod {mode} {new} && chown {user}:{group} {new}"
+    if current is None:
+        yield _checked(f"{install} && mv -f {new} {q}", check, reload, restore=f"rm -f {q}")
+    else:
+        yield _checked(
+            f"{install} && cp -p {q} {old} && mv -f {new} {q}",
+            check,
+            reload,
+            restore=f"mv -f {old} {q}",
+            backup=old,
+        )
+
+
+def _checked(
+    change: str,
+    check: str | None,
+    reload: str | None,
+    restore: str = ":",
+    backup: str | None = None,
+) -> StringCommand:
+    """One shell command: change, validate, then reload or roll back with the checker's message."""
+    if check is None:
+        return StringCommand("sh", "-c", shlex.quote(change + (f" && {reload}" if reload else "")))
+    cleanup = f"rm -f {backup}" if backup else ":"
+    refused = f"kubi: `{check}` refused the change; the previous configuration is kept"
+    script = (
+        f"{change} || exit 1; "
+        f"if out=$({check} 2>&1); then {cleanup}; {reload or ':'}; "
+        f"else {restore}; printf '%s\\n' \"$out\" >&2; echo {shlex.quote(refused)} >&2; exit 1; fi"
+    )
+    return StringCommand("sh", "-c", shlex.quote(script))
+
+
+@operation()
+def packages(names: list[str]):
+    """
+    Install Debian packages that are missing (refreshing the package lists first).
+
+    + names: package names
+
+    Refreshing only when something is missing keeps a converged host at one round trip and
+    avoids installing from stale lists when a package is added later.
+
+    .. code:: python
+
+        ops.packages(names=["nginx", "libnginx-mod-stream"])
+    """
+    installed = host.get_fact(DebPackages)
+    missing = [name for name in names if name not in installed]
+    if missing:
+        yield f"{APT_ENV} apt-get -q update && {APT_ENV} apt-get {APT_OPTS} install {' '.join(missing)}"
+
+
+@operation()
+def system_upgrade(marker: str, upgrade: str, seeded: bool):
+    """
+    Refresh package lists and upgrade the system on first seeding (or always, if asked).
+
+    + marker: file recording the first seeding
+    + upgrade: ``first`` (default), ``always`` or ``never``
+    + seeded: whether ``marker`` exists (from the batched SeedState fact)
+
+    .. code:: python
+
+        ops.system_upgrade(marker="/var/lib/kubi/seeded", upgrade="first", seeded=False)
+    """
+    if seeded and upgrade != "always":
+        return
+    steps = [f"{APT_ENV} apt-get -q update"]
+    if upgrade != "never":
+        steps.append(f"{APT_ENV} apt-get {APT_OPTS} dist-upgrade")
+    q = shlex.quote(marker)
+    steps.append(f"mkdir -p $(dirname {q}) && date -u +%FT%TZ > {q}")
+    yield " && ".join(steps)
+
+
+@operation()
+def block(path: str, content: str, marker: str = "kubi"):
+    """
+    Keep a marked block of lines in a file the system shares with others (e.g. /etc/hosts).
+
+    + path: remote file
+    + content: the block's lines (without markers)
+    + marker: names the ``# BEGIN <marker>`` / ``# END <marker>`` lines
+
+    Lines outside the block are kept as they are. The file is rewritten in place
+    (``cat >``) so its inode is kept: /etc/hosts may be a bind mount.
+
+    .. code:: python
+
+        ops.block(path="/etc/hosts", content="10.0.0.5 repo.example.invalid repo")
+    """
+    lines = host.get_fact(FileContents, path=path) or []
+    wanted = merge_block(lines, content, marker)
+    if wanted == lines:
+        return
+    new = f"{path}.kubi-new"
+    yield FileUploadCommand(BytesIO(("\n".join(wanted) + "\n").encode()), new)
+    yield f"cat {shlex.quote(new)} > {shlex.quote(path)} && rm -f {shlex.quote(new)}"
+
+
+def merge_block(lines: list[str], content: str, marker: str) -> list[str]:
+    """The file's lines with the marked block replaced (or appended when absent)."""
+    begin, end = f"# BEGIN {marker}", f"# END {marker}"
+    block_lines = [begin, *content.rstrip("\n").split("\n"), end]
+    if begin in lines and end in lines[lines.index(begin) :]:
+        start = lines.index(begin)
+        stop = lines.index(end, start)
+        return lines[:start] + block_lines + lines[stop + 1 :]
+    return [*lines, *block_lines]

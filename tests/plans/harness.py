@@ -1,0 +1,81 @@
+"""Plan a deploy file for one host from given facts, without any connection.
+
+The idea of pyinfra's own operation tests, applied to whole deploys: the facts a host
+would report are data, and the result is the exact list of operations and commands
+pyinfra would run. A fact the deploy asks for but the case does not give is an error
+naming it, so a case always states everything the plan depends on.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pyinfra.api import Config, FileUploadCommand, Inventory, State
+from pyinfra.api.host import Host
+from pyinfra.api.state import StateStage
+from pyinfra.context import ctx_host, ctx_state
+
+from kubi.inventory import declare
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class MissingFact(KeyError):
+    pass
+
+
+def _fact_key(kwargs: dict[str, Any]) -> str:
+    """Facts are keyed like pyinfra's tests: 'path=/etc/hosts', several joined by ', '."""
+    return ", ".join(f"{k}={_plain(v)}" for k, v in sorted(kwargs.items())) or "_"
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+def plan(deploy: str, host_name: str, description: dict, facts: dict[str, dict[str, Any]]) -> list[str]:
+    """Return the planned commands as lines: '<operation name>: <command>'."""
+    declared = declare(None, **description)
+    groups = {role: (hosts, {}) for role, hosts in declared.pyinfra_groups().items()}
+    names = [h.name for h in declared.config.hosts]
+    inventory = Inventory((names, {}), **groups)
+    state = State(inventory, Config())
+    state.set_stage(StateStage.Prepare)
+    host = inventory.get_host(host_name)
+    state.activate_host(host)
+
+    def fake_get_fact(self: Host, cls, *args, **kwargs):
+        # Facts of other hosts (e.g. their address) are looked up under "<host>:<fact>".
+        table = facts.get(cls.name if self is host else f"{self.name}:{cls.name}")
+        key = _fact_key(kwargs)
+        if table is None or key not in table:
+            raise MissingFact(f"case gives no fact {cls.name} [{key}] for {self.name}")
+        return table[key]
+
+    original = Host.get_fact
+    Host.get_fact = fake_get_fact
+    try:
+        with ctx_state.use(state), ctx_host.use(host):
+            source = (ROOT / deploy).read_text()
+            exec(compile(source, str(ROOT / deploy), "exec"), {"__file__": str(ROOT / deploy)})
+            lines = []
+            for op_hash in state.get_op_order():
+                if op_hash not in state.ops[host]:
+                    continue
+                op_name = ", ".join(state.op_meta[op_hash].names)
+                for command in state.ops[host][op_hash].command_generator():
+                    lines.append(f"{op_name}: {_show(command)}")
+            return lines
+    finally:
+        Host.get_fact = original
+
+
+def _show(command: Any) -> str:
+    if isinstance(command, FileUploadCommand):
+        content = command.src.getvalue().decode() if hasattr(command.src, "getvalue") else command.src
+        return f"upload {command.dest} <<{json.dumps(content)}"
+    return str(command.get_raw_value() if hasattr(command, "get_raw_value") else command)
