@@ -7,7 +7,7 @@ that need them through `kubi.nginx.site()` / `kubi.nginx.stream()`.
     pyinfra inventories/lab.py deploys/nginx.py
 """
 
-from pyinfra.operations import files, systemd
+from pyinfra.operations import files
 
 from kubi import nginx, ops
 from kubi.deploy import me, platform
@@ -17,10 +17,16 @@ NGINX_ROLES = ("input", "output", "repository")
 
 cfg = platform()
 if set(me().roles) & set(NGINX_ROLES):
-    ops.packages(name="nginx packages", names=["nginx", "libnginx-mod-stream"])
+    install = ops.packages(name="nginx packages", names=["nginx", "libnginx-mod-stream"])
     for folder in (nginx.SITES_DIR, nginx.STREAMS_DIR):
         files.directory(name=f"folder {folder}", path=folder, mode="755")
-    ops.file(name="no default site", path="/etc/nginx/sites-enabled/default", content=None)
+    # The package creates the default site on first install, within this very run.
+    ops.file(
+        name="no default site",
+        path="/etc/nginx/sites-enabled/default",
+        content=None,
+        created_earlier=install.will_change,
+    )
     ops.file(
         name="nginx.conf",
         path=f"{nginx.NGINX_DIR}/nginx.conf",
@@ -37,4 +43,4 @@ if set(me().roles) & set(NGINX_ROLES):
         check=nginx.CHECK,
         reload=nginx.RELOAD,
     )
-    systemd.service(name="nginx running", service="nginx", running=True, enabled=True)
+    ops.service(name="nginx running", unit="nginx")

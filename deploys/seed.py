@@ -8,7 +8,7 @@ on Kubernetes nodes also swap off and the kernel modules and sysctls kubeadm exp
 """
 
 from pyinfra import host
-from pyinfra.operations import server, systemd
+from pyinfra.operations import server
 
 from facts.host import SeedState
 from kubi import ops
@@ -43,6 +43,7 @@ ops.file(
     path="/etc/apt/apt.conf.d/01kubi-proxy",
     content=render("seed", "apt-proxy.conf", apt_proxy=cfg.apt_proxy) if cfg.apt_proxy else None,
 )
+upgrading = not facts["seeded"] or cfg.seed.upgrade == "always"
 ops.system_upgrade(
     name=f"system update and upgrade (seed.upgrade={cfg.seed.upgrade})",
     marker=MARKER,
@@ -52,6 +53,7 @@ ops.system_upgrade(
 ops.packages(
     name="base packages",
     names=BASE_PACKAGES + (KUBERNETES_PACKAGES if kube else []) + cfg.seed.extra_packages,
+    update=not upgrading,  # the upgrade just refreshed the package lists
 )
 
 # --- time --------------------------------------------------------------------------------
@@ -72,13 +74,13 @@ ops.file(
 if facts["container"]:
     # A container cannot set the clock (no CAP_SYS_TIME): systemd skips chrony there, so
     # "running" would never converge. The machine's own clock is synchronised instead.
-    systemd.service(
+    ops.service(
         name=f"chrony enabled (not started: {facts['container']} container shares the host clock)",
-        service="chrony",
-        enabled=True,
+        unit="chrony",
+        running=None,
     )
 else:
-    systemd.service(name="chrony running", service="chrony", running=True, enabled=True)
+    ops.service(name="chrony running", unit="chrony")
 
 # --- names -------------------------------------------------------------------------------
 if facts["hostname"] != node.short_name:
@@ -96,7 +98,11 @@ for other in cfg.hosts:
     if "repository" in other.roles:
         names.append(cfg.repository_alias)
     entries.append({"ip": ip_of[other.name], "names": names})
-ops.block(name="/etc/hosts platform entries", path="/etc/hosts", content=render("seed", "hosts", entries=entries))
+ops.block(
+    name="/etc/hosts platform entries",
+    path="/etc/hosts",
+    content=render("seed", "hosts", entries=entries),
+)
 
 # --- ssh ---------------------------------------------------------------------------------
 ops.file(
@@ -125,7 +131,10 @@ if kube:
     # could not load one anyway).
     missing = [m for m, status in facts["modules"].items() if status == "missing"]
     if missing:
-        server.shell(name=f"load kernel modules {' '.join(missing)}", commands=[f"modprobe -a {' '.join(missing)}"])
+        server.shell(
+            name=f"load kernel modules {' '.join(missing)}",
+            commands=[f"modprobe -a {' '.join(missing)}"],
+        )
     ops.file(
         name="sysctls for Kubernetes",
         path=SYSCTL_FILE,

@@ -1,1 +1,2 @@
-"""kubi's own pyinfra facts: each is one shell command, batched so a deploy plans in few round trips."""
+"""kubi's own pyinfra facts: one shell command each, batched so a deploy plans in few
+round trips."""

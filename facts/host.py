@@ -83,3 +83,28 @@ class PrimaryIPv4(FactBase):
 
     def process(self, output: list[str]) -> str | None:
         return output[0].strip() if output else None
+
+
+class ServiceState(FactBase):
+    """
+    Whether a systemd unit is active and enabled, in one round trip:
+
+    .. code:: python
+
+        {"active": True, "enabled": True}   # or {"active": False, "enabled": None} if unknown
+    """
+
+    def command(self, unit: str) -> str:
+        u = shlex.quote(unit)
+        return f"echo active=$(systemctl is-active {u}); echo enabled=$(systemctl is-enabled {u})"
+
+    def process(self, output: list[str]) -> dict:
+        raw = dict(line.split("=", 1) for line in output if "=" in line)
+        enabled = raw.get("enabled", "")
+        return {
+            "active": raw.get("active") == "active",
+            # is-enabled prints nothing (or "not-found") for a unit that is not installed yet.
+            "enabled": True
+            if enabled in ("enabled", "enabled-runtime", "alias")
+            else (False if enabled in ("disabled", "masked") else None),
+        }

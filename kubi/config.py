@@ -21,8 +21,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
-    BeforeValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -80,7 +80,9 @@ def _cidr(value: Any) -> Any:
         try:
             return IPv4Network(value, strict=True)
         except ValueError as exc:
-            raise ValueError(f"not a valid IPv4 CIDR: {exc}; write it like 10.233.64.0/18") from None
+            raise ValueError(
+                f"not a valid IPv4 CIDR: {exc}; write it like 10.233.64.0/18"
+            ) from None
     return value
 
 
@@ -111,9 +113,12 @@ class _Model(BaseModel):
 class HostData(_Model):
     """Per-host settings, given per host or per group (`group_data`)."""
 
-    address: str | None = Field(None, description="where SSH connects (name or IP); default: the host name")
+    address: str | None = Field(
+        None, description="where SSH connects (name or IP); default: the host name"
+    )
     ip: IPv4Address | None = Field(
-        None, description="address on the host network, used in /etc/hosts; default: address if it is an IP"
+        None,
+        description="host-network address (/etc/hosts); default: address if it is an IP",
     )
     ssh_user: str | None = None
     ssh_port: Port | None = None
@@ -137,7 +142,8 @@ class NetworkSettings(_Model):
     pod_cidr: Cidr = IPv4Network("10.233.64.0/18")
     service_cidr: Cidr = IPv4Network("10.233.0.0/18")
     host_cidrs: list[Cidr] = Field(
-        default_factory=list, description="networks the hosts live on; when set, every host ip must be inside one"
+        default_factory=list,
+        description="networks the hosts live on; when set, every host ip must be inside one",
     )
     cluster_domain: HostName = "cluster.local"
 
@@ -153,10 +159,13 @@ class SeedSettings(_Model):
     """The "seed" every host gets first."""
 
     upgrade: Literal["first", "always", "never"] = Field(
-        "first", description="full system upgrade: on a host's first seeding, on every run, or never"
+        "first",
+        description="full system upgrade: on a host's first seeding, on every run, or never",
     )
     timezone: Annotated[str, AfterValidator(_timezone)] = "Etc/UTC"
-    ntp_servers: list[str] = Field(default_factory=lambda: ["0.debian.pool.ntp.org", "1.debian.pool.ntp.org"])
+    ntp_servers: list[str] = Field(
+        default_factory=lambda: ["0.debian.pool.ntp.org", "1.debian.pool.ntp.org"]
+    )
     extra_packages: list[str] = Field(default_factory=list)
 
 
@@ -436,8 +445,12 @@ def _where(loc: list[Any], raw: dict[str, Any]) -> str:
             return f"group {role!r}"
         entries = raw.get("groups", {}).get(role) or []
         index = loc[2]
-        name = _host_name(entries[index]) if isinstance(index, int) and index < len(entries) else None
-        host = f"host {name!r}" if name else f"host #{index + 1 if isinstance(index, int) else index}"
+        name = (
+            _host_name(entries[index]) if isinstance(index, int) and index < len(entries) else None
+        )
+        host = (
+            f"host {name!r}" if name else f"host #{index + 1 if isinstance(index, int) else index}"
+        )
         # loc tail: (0,) for the name, (1, field...) for the host data
         tail = loc[3:]
         if tail[:1] == [0]:
@@ -473,4 +486,3 @@ def _suggest(loc: list[Any], raw: dict[str, Any]) -> str:
     close = difflib.get_close_matches(key, known, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return f"{hint}; known fields: {', '.join(known)}"
-

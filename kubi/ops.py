@@ -16,6 +16,7 @@ from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import FileContents
 
 from facts.files import ManagedFile
+from facts.host import ServiceState
 
 APT_ENV = "DEBIAN_FRONTEND=noninteractive"
 # Keep the admin's edits of conffiles, take the package's default for new ones; never prompt.
@@ -31,6 +32,7 @@ def file(
     group: str = "root",
     check: str | None = None,
     reload: str | None = None,
+    created_earlier: bool = False,
 ):
     """
     Write (or remove) a whole file; optionally validate the service's whole config first.
@@ -42,6 +44,12 @@ def file(
       failure the previous file is put back (or the new one removed), the command's own
       message is shown and the operation fails, so the running service is never broken
     + reload: command run after a successful change (e.g. ``systemctl reload nginx``)
+    + created_earlier: an earlier operation of this run creates the file (a package
+      install), so remove it even though it is absent while planning
+
+    Whether a previous version exists is decided on the host when the command runs, not
+    from the plan-time fact: a package installed earlier in the same run may have
+    created the file in between.
 
     .. code:: python
 
@@ -49,63 +57,77 @@ def file(
                  check="nginx -t", reload="systemctl reload nginx")
     """
     current = host.get_fact(ManagedFile, path=path)
-    q, new, old = (shlex.quote(p) for p in (path, f"{path}.kubi-new", f"{path}.kubi-old"))
-    # Temporary names end in .kubi-new/.kubi-old so no `*.conf` include ever picks them up.
 
     if content is None:
-        if current is not None:
-            if check is None:
-                yield _checked(f"rm -f {q}", None, reload)
-            else:
-                yield _checked(f"mv -f {q} {old}", check, reload, restore=f"mv -f {old} {q}", backup=old)
+        if current is not None or created_earlier:
+            yield _remove(path, check, reload)
         return
 
     data = content.encode()
     if current and current["sha256"] == hashlib.sha256(data).hexdigest():
         if (current["mode"], current["user"], current["group"]) != (mode.lstrip("0"), user, group):
+            q = shlex.quote(path)
             yield f"chmod {mode} {q} && chown {user}:{group} {q}"
         return
 
     yield FileUploadCommand(BytesIO(data), f"{path}.kubi-new")
-    install = f"chmod {mode} {new} && chown {user}:{group} {new}"
-    if current is None:
-        yield _checked(f"{install} && mv -f {new} {q}", check, reload, restore=f"rm -f {q}")
-    else:
-        yield _checked(
-            f"{install} && cp -p {q} {old} && mv -f {new} {q}",
-            check,
-            reload,
-            restore=f"mv -f {old} {q}",
-            backup=old,
-        )
+    yield _install(path, f"chmod {mode} {{new}} && chown {user}:{group} {{new}}", check, reload)
 
 
-def _checked(
-    change: str,
-    check: str | None,
-    reload: str | None,
-    restore: str = ":",
-    backup: str | None = None,
-) -> StringCommand:
-    """One shell command: change, validate, then reload or roll back with the checker's message."""
+# Temporary names end in .kubi-new/.kubi-old so no `*.conf` include ever picks them up.
+def _names(path: str) -> dict[str, str]:
+    return {
+        k: shlex.quote(v)
+        for k, v in (("dst", path), ("new", f"{path}.kubi-new"), ("old", f"{path}.kubi-old"))
+    }
+
+
+def _install(path: str, prepare: str, check: str | None, reload: str | None) -> StringCommand:
+    n = _names(path)
+    prepare = prepare.format(**n)
     if check is None:
-        return StringCommand("sh", "-c", shlex.quote(change + (f" && {reload}" if reload else "")))
-    cleanup = f"rm -f {backup}" if backup else ":"
-    refused = f"kubi: `{check}` refused the change; the previous configuration is kept"
-    script = (
-        f"{change} || exit 1; "
-        f"if out=$({check} 2>&1); then {cleanup}; {reload or ':'}; "
-        f"else {restore}; printf '%s\\n' \"$out\" >&2; echo {shlex.quote(refused)} >&2; exit 1; fi"
+        return _sh(
+            f"{prepare} && mv -f {n['new']} {n['dst']}" + (f" && {reload}" if reload else "")
+        )
+    return _sh(
+        f"{prepare} || exit 1; rm -f {n['old']}; "
+        f"if [ -e {n['dst']} ]; then cp -p {n['dst']} {n['old']} || exit 1; fi; "
+        f"mv -f {n['new']} {n['dst']} || exit 1; " + _verify(check, reload, n)
     )
+
+
+def _remove(path: str, check: str | None, reload: str | None) -> StringCommand:
+    n = _names(path)
+    if check is None:
+        return _sh(f"rm -f {n['dst']}" + (f" && {reload}" if reload else ""))
+    return _sh(
+        f"[ -e {n['dst']} ] || exit 0; mv -f {n['dst']} {n['old']} || exit 1; "
+        + _verify(check, reload, n)
+    )
+
+
+def _verify(check: str, reload: str | None, n: dict[str, str]) -> str:
+    """Validate; keep the change and reload, or put the previous state back and fail."""
+    refused = shlex.quote(f"kubi: `{check}` refused the change; the previous configuration is kept")
+    return (
+        f"if out=$({check} 2>&1); then rm -f {n['old']}; {reload or ':'}; else "
+        f"if [ -e {n['old']} ]; then mv -f {n['old']} {n['dst']}; else rm -f {n['dst']}; fi; "
+        f"printf '%s\\n' \"$out\" >&2; echo {refused} >&2; exit 1; fi"
+    )
+
+
+def _sh(script: str) -> StringCommand:
     return StringCommand("sh", "-c", shlex.quote(script))
 
 
 @operation()
-def packages(names: list[str]):
+def packages(names: list[str], update: bool = True):
     """
     Install Debian packages that are missing (refreshing the package lists first).
 
     + names: package names
+    + update: refresh the package lists before installing (skip it when an earlier
+      operation of the same run just did)
 
     Refreshing only when something is missing keeps a converged host at one round trip and
     avoids installing from stale lists when a package is added later.
@@ -117,7 +139,8 @@ def packages(names: list[str]):
     installed = host.get_fact(DebPackages)
     missing = [name for name in names if name not in installed]
     if missing:
-        yield f"{APT_ENV} apt-get -q update && {APT_ENV} apt-get {APT_OPTS} install {' '.join(missing)}"
+        install = f"{APT_ENV} apt-get {APT_OPTS} install {' '.join(missing)}"
+        yield f"{APT_ENV} apt-get -q update && {install}" if update else install
 
 
 @operation()
@@ -177,3 +200,24 @@ def merge_block(lines: list[str], content: str, marker: str) -> list[str]:
         stop = lines.index(end, start)
         return lines[:start] + block_lines + lines[stop + 1 :]
     return [*lines, *block_lines]
+
+
+@operation()
+def service(unit: str, running: bool | None = True, enabled: bool | None = True):
+    """
+    Keep a systemd unit running and/or enabled.
+
+    + unit: the unit, e.g. ``nginx``
+    + running: ``True`` start it, ``False`` stop it, ``None`` leave it
+    + enabled: ``True`` enable it at boot, ``False`` disable it, ``None`` leave it
+
+    .. code:: python
+
+        ops.service(unit="nginx", running=True, enabled=True)
+    """
+    current = host.get_fact(ServiceState, unit=unit)
+    u = shlex.quote(unit)
+    if enabled is not None and current["enabled"] is not enabled:
+        yield f"systemctl {'enable' if enabled else 'disable'} {u}"
+    if running is not None and current["active"] is not running:
+        yield f"systemctl {'start' if running else 'stop'} {u}"

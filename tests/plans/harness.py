@@ -37,7 +37,9 @@ def _plain(value: Any) -> str:
     return str(value)
 
 
-def plan(deploy: str, host_name: str, description: dict, facts: dict[str, dict[str, Any]]) -> list[str]:
+def plan(
+    deploy: str, host_name: str, description: dict, facts: dict[str, dict[str, Any]]
+) -> list[str]:
     """Return the planned commands as lines: '<operation name>: <command>'."""
     declared = declare(None, **description)
     groups = {role: (hosts, {}) for role, hosts in declared.pyinfra_groups().items()}
@@ -76,6 +78,19 @@ def plan(deploy: str, host_name: str, description: dict, facts: dict[str, dict[s
 
 def _show(command: Any) -> str:
     if isinstance(command, FileUploadCommand):
-        content = command.src.getvalue().decode() if hasattr(command.src, "getvalue") else command.src
+        content = (
+            command.src.getvalue().decode() if hasattr(command.src, "getvalue") else command.src
+        )
         return f"upload {command.dest} <<{json.dumps(content)}"
     return str(command.get_raw_value() if hasattr(command, "get_raw_value") else command)
+
+
+def uploads(lines: list[str]) -> dict[str, str]:
+    """Files a plan writes, by final path, with their content (to build converged facts)."""
+    found = {}
+    for line in lines:
+        _, _, command = line.partition(": ")
+        if command.startswith("upload "):
+            dest, _, content = command[len("upload ") :].partition(" <<")
+            found[dest.removesuffix(".kubi-new")] = json.loads(content)
+    return found

@@ -1,0 +1,39 @@
+"""Shared platform and facts for deploy plan tests."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from facts.host import MODULE_CONFIG  # noqa: F401  (documents where module names come from)
+
+DESCRIPTION = {
+    "name": "plan",
+    "domain": "plan.kubi.internal",
+    "apt_proxy": "http://10.20.0.1:3142",
+    "groups": {
+        "input": [("in1", {"ip": "10.20.0.11"})],
+        "output": [("out1", {"ip": "10.20.0.12"})],
+        "repository": [("repo1", {"ip": "10.20.0.13"})],
+        "control_plane": [("cp1", {"ip": "10.20.0.21"})],
+        "workers": [("w1", {"ip": "10.20.0.31"})],
+    },
+}
+
+
+def managed(content: str, mode: str = "644") -> dict:
+    """The ManagedFile fact of a file that already holds `content`."""
+    return {
+        "mode": mode,
+        "user": "root",
+        "group": "root",
+        "sha256": hashlib.sha256(content.encode()).hexdigest(),
+    }
+
+
+@pytest.fixture
+def description():
+    import copy
+
+    return copy.deepcopy(DESCRIPTION)
