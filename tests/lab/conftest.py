@@ -1,0 +1,54 @@
+"""Lab tier: real Debian hosts (systemd-nspawn) on this machine, one fresh lab per session."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="session")
+def lab_state():
+    """A freshly created lab: converges start from scratch, as on new servers."""
+    if os.geteuid() != 0:
+        pytest.skip("the lab needs root (systemd-nspawn, network namespaces)")
+    from kubi import lab
+
+    lab.down()
+    state = lab.up()
+    yield state
+    if os.environ.get("KUBI_KEEP_LAB") != "1":
+        lab.down()
+
+
+def pyinfra(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the pyinfra CLI against the lab inventory from the project root."""
+    return subprocess.run(
+        [str(BIN / "pyinfra"), "inventories/lab.py", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def changed_ops(result: subprocess.CompletedProcess) -> dict[str, list[str]]:
+    """From `pyinfra --json -y` output: operation name -> hosts where it changed something."""
+    payload = json.loads(result.stdout)
+    return {
+        op["name"]: op["success"] for op in payload["results"]["operations"] if op["success"]
+    }
+
+
+def failed_ops(result: subprocess.CompletedProcess) -> dict[str, list[str]]:
+    payload = json.loads(result.stdout)
+    return {op["name"]: op["error"] for op in payload["results"]["operations"] if op["error"]}

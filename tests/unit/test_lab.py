@@ -1,0 +1,268 @@
+"""Pure parts of the lab: planning, naming, parsing and the safety checks. No root, no network:
+everything that would touch the machine is replaced by canned command output."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+
+from kubi import lab
+from kubi.lab import LabError, LabHost, LabState
+
+# `ip -4 route show table all` and `ip -4 -o addr` of a lab machine with the lab up.
+ROUTES_WITH_LAB = """\
+default via 192.0.2.1 dev eth0
+10.77.0.0/24 dev kubibr0 proto kernel scope link src 10.77.0.1
+blackhole 10.77.0.0/16
+192.0.2.0/24 dev eth0 proto kernel scope link src 192.0.2.2
+local 10.77.0.1 dev kubibr0 table local proto kernel scope host src 10.77.0.1
+broadcast 10.77.0.255 dev kubibr0 table local proto kernel scope link src 10.77.0.1
+local 127.0.0.0/8 dev lo table local proto kernel scope host src 127.0.0.1
+local 192.0.2.2 dev eth0 table local proto kernel scope host src 192.0.2.2
+4: eth0    inet 192.0.2.2/24 brd 192.0.2.255 scope global eth0\\       valid_lft forever
+64: kubibr0    inet 10.77.0.1/24 scope global kubibr0\\       valid_lft forever
+""".splitlines()
+RESOLV = "nameserver 10.255.255.53\n"
+
+HYBRID_MOUNTINFO = """\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+"""
+UNIFIED_MOUNTINFO = """\
+25 20 0:22 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:9 - cgroup2 cgroup2 rw
+90 80 0:50 / /srv/other/cgroup rw,relatime - cgroup2 cgroup2 rw
+"""
+
+
+# --- planning ------------------------------------------------------------------------------
+
+
+def test_default_plan_has_one_host_per_role_from_dot_11():
+    hosts = lab.plan_hosts()
+    assert [(h.name, h.role, h.address) for h in hosts] == [
+        ("lab-input", "input", "10.77.0.11"),
+        ("lab-output", "output", "10.77.0.12"),
+        ("lab-repository", "repository", "10.77.0.13"),
+        ("lab-cp1", "control_plane", "10.77.0.14"),
+        ("lab-worker1", "workers", "10.77.0.15"),
+    ]
+
+
+def test_extra_hosts_become_workers_and_extra_control_planes_are_numbered():
+    hosts = lab.plan_hosts(total=10, control_planes=3)
+    names = [h.name for h in hosts]
+    assert names[3:6] == ["lab-cp1", "lab-cp2", "lab-cp3"]
+    assert names[6:] == ["lab-worker1", "lab-worker2", "lab-worker3", "lab-worker4"]
+    assert {h.role for h in hosts} == set(lab.ROLES)
+    addresses = [ipaddress.ip_address(h.address) for h in hosts]
+    assert len(set(addresses)) == 10
+    assert all(a in lab.SUBNET and str(a) != lab.GATEWAY for a in addresses)
+
+
+@pytest.mark.parametrize(
+    ("total", "control_planes", "words"),
+    [(4, 1, "use 5 or more"), (6, 3, "use 7 or more"), (5, 0, "at least one"), (300, 1, "fit")],
+)
+def test_impossible_plans_are_refused_with_advice(total, control_planes, words):
+    with pytest.raises(LabError, match=words):
+        lab.plan_hosts(total, control_planes)
+
+
+def test_growing_keeps_running_hosts_and_their_addresses():
+    kept = lab.plan_hosts(5)
+    grown = lab.assign_hosts(kept, lab.plan_hosts(7))
+    assert grown[:5] == kept
+    assert [(h.name, h.address) for h in grown[5:]] == [
+        ("lab-worker2", "10.77.0.16"),
+        ("lab-worker3", "10.77.0.17"),
+    ]
+
+
+def test_new_host_whose_planned_address_is_taken_gets_a_free_one():
+    kept = lab.plan_hosts(5)  # lab-worker1 holds .15
+    grown = lab.assign_hosts(kept, lab.plan_hosts(6, control_planes=2))  # plans lab-cp2 at .15
+    by_name = {h.name: h.address for h in grown}
+    assert by_name["lab-worker1"] == "10.77.0.15"
+    assert by_name["lab-cp2"] == "10.77.0.16"
+    assert len(set(by_name.values())) == len(by_name)
+
+
+def test_kept_hosts_that_are_no_longer_requested_stay():
+    kept = lab.plan_hosts(7)
+    assert lab.assign_hosts(kept, lab.plan_hosts(5)) == kept
+
+
+def test_interface_names_fit_the_kernel_limit():
+    for host in lab.plan_hosts(total=200, control_planes=3):
+        assert len(lab.veth_name(host.name)) <= 15
+    assert lab.veth_name("lab-repository") == "kv-repository"
+    assert lab.netns_name("lab-cp1") == "kubi-lab-cp1"
+    with pytest.raises(LabError, match="too long"):
+        lab.veth_name("lab-a-very-long-host-name")
+
+
+# --- state file ----------------------------------------------------------------------------
+
+
+def test_state_round_trip(tmp_path, monkeypatch):
+    monkeypatch.setattr(lab, "LAB_DIR", tmp_path)
+    assert lab.load_state() is None
+    state = LabState(
+        hosts=lab.plan_hosts(),
+        ssh_key=tmp_path / "id_ed25519",
+        bridge=lab.BRIDGE,
+        gateway=lab.GATEWAY,
+        apt_proxy=lab.APT_PROXY,
+    )
+    lab._write_state(state)
+    assert lab.load_state() == state
+    assert [p.name for p in tmp_path.iterdir()] == ["state.json"]  # no temporary file left
+
+
+def test_unreadable_state_says_how_to_reset(tmp_path, monkeypatch):
+    monkeypatch.setattr(lab, "LAB_DIR", tmp_path)
+    (tmp_path / "state.json").write_text("{not json")
+    with pytest.raises(LabError, match="kubi lab down"):
+        lab.load_state()
+
+
+# --- route check (the network safety rule) -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("output", "device"),
+    [
+        ("10.77.0.11 dev kubibr0 src 10.77.0.1 uid 0 cache", "kubibr0"),
+        ("10.77.0.11 via 192.0.2.1 dev eth0 src 192.0.2.2 uid 0 cache", "eth0"),
+        ("local 10.77.0.1 dev lo table local src 10.77.0.1 uid 0 cache", None),
+        ("blackhole 10.77.0.11 uid 0 cache", None),
+        ("RTNETLINK answers: Invalid argument", None),
+        ("", None),
+    ],
+)
+def test_route_device(output, device):
+    assert lab.route_device(output) == device
+
+
+def _fake_route(monkeypatch, code: int, output: str) -> list[str]:
+    asked: list[str] = []
+
+    def route_get(address: str) -> tuple[int, str]:
+        asked.append(address)
+        return code, output
+
+    monkeypatch.setattr(lab, "_route_get", route_get)
+    return asked
+
+
+def test_check_route_accepts_the_bridge(monkeypatch):
+    _fake_route(monkeypatch, 0, "10.77.0.11 dev kubibr0 src 10.77.0.1 uid 0")
+    lab.check_route("10.77.0.11")
+
+
+@pytest.mark.parametrize(
+    ("code", "output"),
+    [
+        (0, "10.77.0.11 via 192.0.2.1 dev eth0 src 192.0.2.2 uid 0"),  # bridge gone, no guard
+        (2, "RTNETLINK answers: Invalid argument"),  # only the blackhole guard left
+        (0, "10.77.0.11 dev kubibr1 src 10.77.0.1 uid 0"),  # some other bridge
+    ],
+)
+def test_check_route_refuses_a_route_outside_the_bridge(monkeypatch, code, output):
+    _fake_route(monkeypatch, code, output)
+    with pytest.raises(LabError, match="refusing to connect"):
+        lab.check_route("10.77.0.11")
+
+
+@pytest.mark.parametrize("address", ["10.255.255.53", "192.0.2.1", "10.77.1.5", "10.77.0.1"])
+def test_check_route_refuses_non_lab_addresses_without_asking(monkeypatch, address):
+    asked = _fake_route(monkeypatch, 0, f"{address} dev kubibr0")
+    with pytest.raises(LabError, match="not a lab host address"):
+        lab.check_route(address)
+    assert asked == []
+
+
+def test_status_makes_no_connection_when_the_route_is_wrong(tmp_path, monkeypatch):
+    monkeypatch.setattr(lab, "LAB_DIR", tmp_path)
+    lab._write_state(LabState(lab.plan_hosts(), tmp_path / "k", lab.BRIDGE, "", ""))
+    monkeypatch.setattr(lab, "_is_running", lambda host: True)
+    _fake_route(monkeypatch, 0, "10.77.0.11 via 192.0.2.1 dev eth0")
+
+    def no_connect(*args, **kwargs):
+        raise AssertionError("connected despite a wrong route")
+
+    monkeypatch.setattr(lab, "_tcp_open", no_connect)
+    rows = lab.status()
+    assert [r["name"] for r in rows][:1] == ["lab-input"]
+    assert all(r["running"] and not r["ssh"] for r in rows)
+
+
+# --- guard range ---------------------------------------------------------------------------
+
+
+def test_guard_accepts_this_machine_with_the_lab_up():
+    assert lab.guard_conflicts(ROUTES_WITH_LAB, RESOLV) == []
+
+
+@pytest.mark.parametrize(
+    ("extra_line", "resolv", "found"),
+    [
+        ("10.77.5.0/24 dev eth1 proto kernel scope link src 10.77.5.2", RESOLV, "10.77.5.0/24"),
+        ("10.0.0.0/8 via 192.0.2.1 dev eth0", RESOLV, "10.0.0.0/8"),
+        ("", "nameserver 10.77.3.3\n", "10.77.3.3"),
+    ],
+)
+def test_guard_refuses_a_range_the_machine_uses(extra_line, resolv, found):
+    assert found in lab.guard_conflicts([*ROUTES_WITH_LAB, extra_line], resolv)
+
+
+# --- parsing helpers -----------------------------------------------------------------------
+
+
+def test_cgroup_roots_hybrid_uses_named_systemd_and_unified():
+    assert lab.cgroup_roots(HYBRID_MOUNTINFO) == [
+        Path("/sys/fs/cgroup/systemd"),
+        Path("/sys/fs/cgroup/unified"),
+    ]
+
+
+def test_cgroup_roots_unified_uses_only_the_top():
+    assert lab.cgroup_roots(UNIFIED_MOUNTINFO) == [Path("/sys/fs/cgroup")]
+
+
+def test_listening_sockets():
+    ss = "LISTEN 0 250 127.0.0.1:3142 0.0.0.0:*\nLISTEN 0 250 10.77.0.1:3142 0.0.0.0:*\n"
+    assert lab.listening(ss) == {"127.0.0.1:3142", "10.77.0.1:3142"}
+
+
+def test_launcher_reboots_on_133_in_a_fresh_time_namespace():
+    host = LabHost("lab-cp1", "control_plane", "10.77.0.14")
+    argv = lab.nspawn_argv(host, Path("/x/merged"))
+    for flag in ("--boot", "--register=no", "--keep-unit", "--private-network"):
+        assert flag in argv
+    assert "--network-namespace-path=/run/netns/kubi-lab-cp1" in argv
+    script = lab.launcher_script(argv)
+    assert "unshare --time --fork --boottime=" in script
+    assert '[ "$rc" -eq 133 ]' in script
+    assert "cgroup.procs" in script.splitlines()[0]  # joins its own cgroup before booting
+
+
+def test_nspawn_machine_only_matches_lab_directories(tmp_path, monkeypatch):
+    monkeypatch.setattr(lab, "LAB_DIR", tmp_path)
+    ours = ["systemd-nspawn", "--boot", f"--directory={tmp_path}/hosts/lab-cp1/merged"]
+    assert lab._nspawn_machine([*ours, "--machine=lab-cp1"]) == "lab-cp1"
+    other = ["/usr/bin/systemd-nspawn", "--directory=/srv/other", "--machine=lab-cp1"]
+    assert lab._nspawn_machine(other) is None
+    assert lab._nspawn_machine(["sshd"]) is None
+
+
+def test_up_and_down_refuse_without_root(monkeypatch):
+    monkeypatch.setattr(lab.os, "geteuid", lambda: 1000)
+    with pytest.raises(LabError, match="root"):
+        lab.up()
+    with pytest.raises(LabError, match="root"):
+        lab.down()

@@ -1,0 +1,95 @@
+"""testinfra verification suites, run unchanged against the lab or any environment.
+
+    pytest tests/verify --inventory inventories/lab.py
+    pytest tests/verify --inventory inventories/prod.py
+
+The inventory is loaded (and validated) exactly as pyinfra loads it; every test runs once
+per platform host that carries one of the roles in its `roles` marker. SSH goes through a
+generated ssh_config with connection sharing, so a suite costs one SSH handshake per host.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import testinfra
+
+from kubi.config import ROLES
+from kubi.inventory import load
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--inventory",
+        default=os.environ.get("KUBI_INVENTORY", str(ROOT / "inventories" / "lab.py")),
+        help="kubi inventory to verify (default: $KUBI_INVENTORY or inventories/lab.py)",
+    )
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "roles(*roles): run on hosts with one of these roles")
+
+
+def _declared(config):
+    if not hasattr(config, "_kubi_declared"):
+        config._kubi_declared = load(config.getoption("--inventory"))
+    return config._kubi_declared
+
+
+def pytest_generate_tests(metafunc):
+    if "node" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("roles")
+    roles = set(marker.args) if marker else set(ROLES)
+    hosts = [h.name for h in _declared(metafunc.config).config.hosts if roles & set(h.roles)]
+    metafunc.parametrize("node_name", hosts, scope="session")
+
+
+@pytest.fixture(scope="session")
+def platform(request):
+    return _declared(request.config).config
+
+
+@pytest.fixture(scope="session")
+def ssh_config(request, tmp_path_factory):
+    declared = _declared(request.config)
+    path = tmp_path_factory.mktemp("ssh") / "config"
+    ssh = declared.config.ssh
+    known_hosts = ssh.known_hosts_file or "~/.ssh/known_hosts"
+    entries = []
+    for host in declared.config.hosts:
+        entries += [
+            f"Host {host.name}",
+            f"  HostName {host.address}",
+            f"  User {host.ssh_user}",
+            f"  Port {host.ssh_port}",
+            *([f"  IdentityFile {host.ssh_key}", "  IdentitiesOnly yes"] if host.ssh_key else []),
+            f"  StrictHostKeyChecking {ssh.strict_host_key_checking}",
+            f"  UserKnownHostsFile {known_hosts}",
+            f"  ConnectTimeout {ssh.connect_timeout}",
+            "  BatchMode yes",
+            "  LogLevel ERROR",
+            "  ControlMaster auto",
+            f"  ControlPath {path.parent}/cm-%C",
+            "  ControlPersist 120s",
+        ]
+    path.write_text("\n".join(entries) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def spec(platform, node_name):
+    """The host's part of the validated config."""
+    return platform.host(node_name)
+
+
+@pytest.fixture(scope="session")
+def node(spec, ssh_config):
+    """A testinfra host for the platform host under test."""
+    return testinfra.get_host(
+        f"ssh://{spec.name}", ssh_config=str(ssh_config), sudo=spec.ssh_user != "root"
+    )
