@@ -36,9 +36,9 @@ platform = declare(
     ssh={
         "user": "root",
         "key": str(_state.ssh_key),
-        # Lab hosts are re-created with new host keys; they only live on this machine.
-        "strict_host_key_checking": "no",
-        "known_hosts_file": "/dev/null",
+        # Each lab host has its own host key; `kubi lab up` records them all.
+        "strict_host_key_checking": "yes",
+        "known_hosts_file": str(lab.known_hosts_file()),
     },
     network={"host_cidrs": [str(lab.SUBNET)]},
 )

@@ -7,6 +7,7 @@ import json
 import sys
 
 from kubi.config import ConfigError
+from kubi.lab import LabError
 
 
 def _config_check(args: argparse.Namespace) -> int:
@@ -92,11 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
         return 2
-    except Exception as exc:  # LabError and friends: one clear line, no traceback
-        if type(exc).__name__ in ("LabError",):
-            print(f"kubi: {exc}", file=sys.stderr)
-            return 1
-        raise
+    except LabError as exc:  # one clear line, no traceback
+        print(f"kubi: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

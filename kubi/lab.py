@@ -324,6 +324,19 @@ def _key_path() -> Path:
     return LAB_DIR / "id_ed25519"
 
 
+def known_hosts_file() -> Path:
+    """The host keys of the running lab hosts, written by `up` for strict checking."""
+    return LAB_DIR / "known_hosts"
+
+
+def _write_known_hosts(hosts: list[LabHost]) -> None:
+    lines = []
+    for host in hosts:
+        key = _host_dir(host.name) / "merged/etc/ssh/ssh_host_ed25519_key.pub"
+        lines.append(f"{host.address} {' '.join(key.read_text().split()[:2])}")
+    _write(known_hosts_file(), "\n".join(lines) + "\n")
+
+
 def _state_path() -> Path:
     return LAB_DIR / "state.json"
 
@@ -662,6 +675,7 @@ def down(log: Log = print) -> None:
     for group in _group_dirs():
         _remove_cgroup(group)
     _state_path().unlink(missing_ok=True)
+    known_hosts_file().unlink(missing_ok=True)
     if _hosts_dir().exists():
         shutil.rmtree(_hosts_dir())
     log(f"lab: down in {time.monotonic() - started:.1f} s ({count} hosts removed)")
@@ -941,6 +955,7 @@ def up(total: int = 5, control_planes: int = 1, log: Log = print) -> LabState:
             _create_netns(host)
             _launch(host)
     _wait_ssh(hosts, key)
+    _write_known_hosts(hosts)
     log(
         f"lab: {len(hosts)} hosts up in {time.monotonic() - started:.1f} s "
         f"({len(new)} started, {len(kept)} kept)"

@@ -41,14 +41,20 @@ def pyinfra(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     )
 
 
-def changed_ops(result: subprocess.CompletedProcess) -> dict[str, list[str]]:
-    """From `pyinfra --json -y` output: operation name -> hosts where it changed something."""
+def _by_op(result: subprocess.CompletedProcess, outcome: str) -> dict[str, list[str]]:
     payload = json.loads(result.stdout)
+    # Names read "deploys/seed.py | base packages": keep the operation's own name.
     return {
-        op["name"]: op["success"] for op in payload["results"]["operations"] if op["success"]
+        op["name"].rpartition(" | ")[2]: op[outcome]
+        for op in payload["results"]["operations"]
+        if op[outcome]
     }
 
 
+def changed_ops(result: subprocess.CompletedProcess) -> dict[str, list[str]]:
+    """From `pyinfra --json -y` output: operation name -> hosts where it changed something."""
+    return _by_op(result, "success")
+
+
 def failed_ops(result: subprocess.CompletedProcess) -> dict[str, list[str]]:
-    payload = json.loads(result.stdout)
-    return {op["name"]: op["error"] for op in payload["results"]["operations"] if op["error"]}
+    return _by_op(result, "error")

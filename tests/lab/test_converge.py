@@ -65,18 +65,14 @@ def input_host(lab_state):
 
 def curl_on_input(lab_state) -> str:
     """Ask the input host's own nginx (the test site listens on its 127.0.0.1)."""
-    host = input_host(lab_state)
-    result = subprocess.run(
-        ["ssh", "-i", str(lab_state.ssh_key), "-o", "StrictHostKeyChecking=no",
-         "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
-         f"root@{host.address}", "curl -s --max-time 5 http://127.0.0.1:8081/"],
-        capture_output=True, text=True, timeout=30,
-    )
-    return result.stdout
+    from kubi import lab
+
+    command = "curl -s --max-time 5 http://127.0.0.1:8081/"
+    return lab.run_on(input_host(lab_state).address, command, timeout=30).stdout
 
 
 def test_broken_site_is_refused_and_nginx_keeps_serving(first_run, lab_state):
-    site = "tests/lab/deploys/test_site.py"
+    site = "tests/lab/deploys/probe_site.py"
     good = pyinfra("--json", "-y", site, env={"KUBI_TEST_SITE": "good"})
     assert good.returncode == 0, good.stderr[-3000:]
     assert curl_on_input(lab_state) == "kubi-ok"
