@@ -13,6 +13,7 @@ network ranges. Checks that need several sections run last, once those are valid
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import zoneinfo
 from ipaddress import IPv4Address, IPv4Network
@@ -28,6 +29,7 @@ from pydantic import (
     StrictBool,
     StrictInt,
     ValidationError,
+    model_validator,
 )
 
 ROLES = ("input", "output", "repository", "control_plane", "workers")
@@ -148,11 +150,44 @@ class NetworkSettings(_Model):
     cluster_domain: HostName = "cluster.local"
 
 
+# Graylog's supported search backend and MongoDB ranges, per Graylog release (from
+# Graylog's own compatibility matrix). `Versions` refuses a combination outside them.
+LOG_STACK_MATRIX = {
+    "6.1": {"opensearch": ("1.1", "2.15"), "mongodb": ("5.0", "7.0")},
+    "6.0": {"opensearch": ("1.1", "2.13"), "mongodb": ("5.0", "7.0")},
+}
+
+
+def _minor(version: str) -> tuple[int, int]:
+    major, minor = version.split(".")[:2]
+    return int(major), int(minor)
+
+
 class Versions(_Model):
-    """Pinned versions, in one place."""
+    """Pinned versions, in one place (the log stack is checked against LOG_STACK_MATRIX)."""
 
     debian: Literal["bookworm"] = "bookworm"
     kubernetes: Annotated[str, Field(pattern=_VERSION)] = "1.31.4"
+    graylog: Annotated[str, Field(pattern=r"^\d+\.\d+$")] = "6.1"
+    opensearch: Annotated[str, Field(pattern=_VERSION)] = "2.15.0"
+    mongodb: Annotated[str, Field(pattern=r"^\d+\.\d+$")] = "7.0"
+
+    @model_validator(mode="after")
+    def _log_stack_compatible(self) -> Versions:
+        supported = LOG_STACK_MATRIX.get(self.graylog)
+        if supported is None:
+            raise ValueError(
+                f"graylog {self.graylog} is not in kubi's version matrix; "
+                f"supported: {', '.join(LOG_STACK_MATRIX)}"
+            )
+        for name in ("opensearch", "mongodb"):
+            low, high = supported[name]
+            if not _minor(low) <= _minor(getattr(self, name)) <= _minor(high):
+                raise ValueError(
+                    f"{name} {getattr(self, name)} is not supported by graylog {self.graylog} "
+                    f"(supported: {low} to {high})"
+                )
+        return self
 
 
 class SeedSettings(_Model):
@@ -176,22 +211,133 @@ class NginxSettings(_Model):
     server_tokens: StrictBool = False
 
 
+def _unix_name(value: str) -> str:
+    if not re.match(r"^[a-z_][a-z0-9_-]{0,31}$", value) or value in _RESERVED_USERS:
+        raise ValueError(
+            "must be a Unix account name (lower-case, up to 32 characters) that is not a "
+            "system account"
+        )
+    return value
+
+
+_RESERVED_USERS = {"root", "daemon", "bin", "sys", "nobody", "www-data", "sshd", "admin"}
+_KEY_TYPES = ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
+              "ecdsa-sha2-nistp521", "sk-ssh-ed25519@openssh.com")  # fmt: skip
+
+
+def _public_key(value: str) -> str:
+    parts = value.split()
+    if len(parts) < 2 or parts[0] not in _KEY_TYPES or not re.match(r"^[A-Za-z0-9+/=]+$", parts[1]):
+        raise ValueError(
+            "must be an OpenSSH public key line ('ssh-ed25519 AAAA... comment'); "
+            "paste the content of the .pub file, never the private key"
+        )
+    return " ".join(parts)
+
+
+class User(_Model):
+    """A person: one Unix account on the input host (and, for ops, on every host)."""
+
+    name: Annotated[str, AfterValidator(_unix_name)]
+    role: Literal["ops", "dev"]
+    keys: Annotated[list[Annotated[str, AfterValidator(_public_key)]], Field(min_length=1)]
+
+
+NodePort = Annotated[StrictInt, Field(ge=30000, le=32767)]
+
+
+class IngressSettings(_Model):
+    """NodePorts of the two ingress controllers (admin: monitoring and dashboards)."""
+
+    admin_http_nodeport: NodePort = 30080
+    public_http_nodeport: NodePort = 30090
+    public_https_nodeport: NodePort = 30443
+
+
+class CockpitSettings(_Model):
+    """The input host's nginx, bound to 127.0.0.1: one SSH port forward reaches every UI."""
+
+    port: Port = 8080
+    api_port: Port = Field(6443, description="TCP stream to the control planes' Kubernetes API")
+
+
+class RegistrySettings(_Model):
+    """Docker registry on the repository host, behind nginx with TLS and basic auth."""
+
+    port: Port = 443
+    storage_path: Annotated[str, Field(pattern=r"^/")] = "/var/lib/docker-registry"
+    tls_cert: KeyFile | None = Field(None, description="your certificate; default: the platform CA")
+    tls_key: KeyFile | None = None
+    anonymous_pull: StrictBool = False
+
+    @model_validator(mode="after")
+    def _cert_and_key(self) -> RegistrySettings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("give both tls_cert and tls_key, or neither (then the CA signs one)")
+        return self
+
+
+class ChartsSettings(_Model):
+    """Helm chart repository: static index.yaml and archives served by the repository nginx."""
+
+    path: Annotated[str, Field(pattern=r"^/")] = "/var/lib/kubi/charts"
+
+
+class PackageProxySettings(_Model):
+    """apt-cacher-ng on the repository host (the source's offline-install goal)."""
+
+    port: Port = 3142
+    for_all_hosts: StrictBool = Field(False, description="every other host installs through it")
+    debian_mirror: Annotated[str, Field(pattern=r"^https?://")] = "http://deb.debian.org/debian/"
+    upstream_proxy: Annotated[str, Field(pattern=r"^https?://")] | None = Field(
+        None, description="proxy the cache itself goes through; default: apt_proxy"
+    )
+
+
+class GraylogSettings(_Model):
+    """Graylog, its search backend (OpenSearch) and MongoDB, single node, on the output host."""
+
+    install: StrictBool = True
+    apt_mirror: Annotated[str, Field(pattern=r"^https?://")] | None = Field(
+        None, description="base URL mirroring the upstream repositories; default: upstream"
+    )
+    graylog_heap: Annotated[str, Field(pattern=r"^\d+[mg]$")] = "1g"
+    opensearch_heap: Annotated[str, Field(pattern=r"^\d+[mg]$")] = "1g"
+    gelf_tcp_port: Port = 12201
+    http_port: Port = 9000
+
+
 HostEntry = Annotated[tuple[HostName, HostData], BeforeValidator(_host_entry)]
 
 
-class Description(_Model):
-    """What an inventory file hands to `kubi.inventory.declare` (the raw input)."""
+class Settings(_Model):
+    """Platform-wide settings, each section with documented defaults."""
 
-    name: HostName
-    groups: dict[Role, list[HostEntry]]
-    group_data: dict[Role, HostData] = Field(default_factory=dict)
     domain: HostName = "kubi.internal"
     apt_proxy: Annotated[str, Field(pattern=r"^https?://[^\s/]+(:\d+)?/?$")] | None = None
+    secrets_dir: Path | None = Field(
+        None, description="where generated secrets live (0700); default ~/.local/share/kubi/<name>"
+    )
     ssh: SshSettings = SshSettings()
     network: NetworkSettings = NetworkSettings()
     versions: Versions = Versions()
     seed: SeedSettings = SeedSettings()
     nginx: NginxSettings = NginxSettings()
+    users: list[User] = Field(default_factory=list)
+    ingress: IngressSettings = IngressSettings()
+    cockpit: CockpitSettings = CockpitSettings()
+    registry: RegistrySettings = RegistrySettings()
+    charts: ChartsSettings = ChartsSettings()
+    package_proxy: PackageProxySettings = PackageProxySettings()
+    graylog: GraylogSettings = GraylogSettings()
+
+
+class Description(Settings):
+    """What an inventory file hands to `kubi.inventory.declare` (the raw input)."""
+
+    name: HostName
+    groups: dict[Role, list[HostEntry]]
+    group_data: dict[Role, HostData] = Field(default_factory=dict)
 
 
 class Host(_Model):
@@ -214,18 +360,11 @@ class Host(_Model):
         return any(role in KUBERNETES_ROLES for role in self.roles)
 
 
-class Platform(_Model):
+class Platform(Settings):
     """The one validated config object every deploy reads."""
 
     name: str
-    domain: str
-    apt_proxy: str | None
     hosts: tuple[Host, ...]
-    ssh: SshSettings
-    network: NetworkSettings
-    versions: Versions
-    seed: SeedSettings
-    nginx: NginxSettings
 
     def host(self, name: str) -> Host:
         for host in self.hosts:
@@ -240,6 +379,21 @@ class Platform(_Model):
     def repository_alias(self) -> str:
         """The stable name every host resolves to the repository host (via /etc/hosts)."""
         return f"repository.{self.domain}"
+
+    def apt_proxy_for(self, host: Host) -> str | None:
+        """The apt proxy a host installs through: the repository host's package proxy when
+        `package_proxy.for_all_hosts` is on (except for the repository host itself)."""
+        if self.package_proxy.for_all_hosts and "repository" not in host.roles:
+            return f"http://{self.repository_alias}:{self.package_proxy.port}"
+        return self.apt_proxy
+
+    @property
+    def secrets_path(self) -> Path:
+        """Where this platform's generated secrets are kept (outside the repository)."""
+        if self.secrets_dir is not None:
+            return self.secrets_dir.expanduser()
+        base = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))
+        return base / "kubi" / self.name
 
 
 # --- validation -------------------------------------------------------------------------
@@ -376,17 +530,8 @@ def _build(desc: Description) -> Platform:
                 ssh_key=fields.get("ssh_key", desc.ssh.key),
             )
         )
-    return Platform(
-        name=desc.name,
-        domain=desc.domain,
-        apt_proxy=desc.apt_proxy,
-        hosts=tuple(hosts),
-        ssh=desc.ssh,
-        network=desc.network,
-        versions=desc.versions,
-        seed=desc.seed,
-        nginx=desc.nginx,
-    )
+    settings = {field: getattr(desc, field) for field in Settings.model_fields}
+    return Platform(name=desc.name, hosts=tuple(hosts), **settings)
 
 
 def _check_hosts(platform: Platform) -> list[str]:
@@ -433,7 +578,10 @@ def _describe_error(err: dict[str, Any], raw: dict[str, Any]) -> str:
         return f"{where}: unknown role group; the groups are {', '.join(ROLES)}"
     message = err["msg"].removeprefix("Value error, ")
     value = err.get("input")
-    shown = f" (got {value!r})" if isinstance(value, (str, int, float, bool)) else ""
+    # Never echo what may be a secret (a pasted private key, a password).
+    secret = any(str(part) in _SECRET_FIELDS for part in loc)
+    plain = isinstance(value, (str, int, float, bool)) and len(str(value)) <= 80
+    shown = f" (got {value!r})" if plain and not secret else ""
     return f"{where}: {message}{shown}"
 
 
@@ -457,6 +605,13 @@ def _where(loc: list[Any], raw: dict[str, Any]) -> str:
             return f"{host} (group {role!r}), its name"
         fields = [str(p) for p in tail[1:]]
         return f"{host} (group {role!r})" + (f", field {'.'.join(fields)!r}" if fields else "")
+    if len(loc) >= 2 and loc[0] == "users" and isinstance(loc[1], int):
+        users = raw.get("users") or []
+        entry = users[loc[1]] if loc[1] < len(users) else None
+        name = entry.get("name") if isinstance(entry, dict) else None
+        who = f"user {name!r}" if name else f"user #{loc[1] + 1}"
+        tail = ".".join(str(p) for p in loc[2:])
+        return who + (f", field {tail!r}" if tail else "")
     if len(loc) >= 2 and loc[0] == "group_data":
         if loc[2:] == ["[key]"]:
             return f"group_data {loc[1]!r}"
@@ -465,15 +620,15 @@ def _where(loc: list[Any], raw: dict[str, Any]) -> str:
     return "field " + repr(".".join(str(p) for p in loc))
 
 
+_SECRET_FIELDS = {"keys", "password", "token", "secret"}
+
 _SECTION_MODELS: dict[str, type[BaseModel]] = {
-    "ssh": SshSettings,
-    "network": NetworkSettings,
-    "versions": Versions,
-    "seed": SeedSettings,
-    "nginx": NginxSettings,
+    **{name: field.annotation for name, field in Settings.model_fields.items()
+       if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)},
+    "users": User,
     "group_data": HostData,
     "groups": HostData,
-}
+}  # fmt: skip
 
 
 def _suggest(loc: list[Any], raw: dict[str, Any]) -> str:

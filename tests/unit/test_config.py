@@ -229,3 +229,42 @@ def test_description_is_not_mutated():
     before = copy.deepcopy(desc)
     validate(desc)
     assert desc == before
+
+
+def test_users_are_validated_without_echoing_key_material():
+    pasted = "-----BEGIN OPENSSH PRIVATE KEY----- b3BlbnNzaC1rZXktdjEAAAAABG5vbmU="
+    found = problems(
+        description(
+            users=[
+                {"name": "alice", "role": "ops", "keys": ["ssh-ed25519 AAAAC3NzaC1 alice@laptop"]},
+                {"name": "root", "role": "boss", "keys": [pasted]},
+            ]
+        )
+    )
+    for start in (
+        "user 'root', field 'name': must be a Unix account name",
+        "user 'root', field 'role'",
+        "user 'root', field 'keys.0': must be an OpenSSH public key",
+    ):
+        assert any(p.startswith(start) for p in found), start
+    assert not any("PRIVATE KEY" in p or "b3BlbnNz" in p for p in found)
+
+
+def test_log_stack_versions_follow_the_matrix():
+    message = only_problem(description(versions={"opensearch": "2.17.0"}))
+    assert "opensearch 2.17.0 is not supported by graylog 6.1 (supported: 1.1 to 2.15)" in message
+
+
+def test_registry_certificate_needs_its_key(tmp_path):
+    cert = tmp_path / "cert.pem"
+    cert.write_text("x")
+    message = only_problem(description(registry={"tls_cert": str(cert)}))
+    assert "give both tls_cert and tls_key" in message
+
+
+def test_package_proxy_switch_points_other_hosts_at_the_repository():
+    platform = validate(description(package_proxy={"for_all_hosts": True}, apt_proxy="http://up:3142"))
+    assert platform.apt_proxy_for(platform.host("w1.example.invalid")) == (
+        "http://repository.kubi.internal:3142"
+    )
+    assert platform.apt_proxy_for(platform.host("repo1.example.invalid")) == "http://up:3142"
