@@ -380,6 +380,15 @@ class Platform(Settings):
         """The stable name every host resolves to the repository host (via /etc/hosts)."""
         return f"repository.{self.domain}"
 
+    @property
+    def admin_ingress_nodes(self) -> tuple[Host, ...]:
+        """Workers that carry the admin ingress (a DaemonSet on every worker)."""
+        return self.role("workers")
+
+    def ui_hostname(self, ui: str) -> str:
+        """Host name an in-cluster UI answers to on the admin ingress, e.g. grafana.<domain>."""
+        return f"{ui}.{self.domain}"
+
     def apt_proxy_for(self, host: Host) -> str | None:
         """The apt proxy a host installs through: the repository host's package proxy when
         `package_proxy.for_all_hosts` is on (except for the repository host itself)."""
