@@ -36,7 +36,7 @@ if __name__ == "__main__":
     atexit.register(
         lambda: out.write_text(json.dumps({"commands": commands, "uploads": uploads}))
     )
-    from pyinfra_cli.__main__ import main
+    from pyinfra_cli.main import main
 
     sys.argv[0] = "pyinfra"
-    main()
+    sys.exit(main())

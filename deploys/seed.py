@@ -37,11 +37,35 @@ facts = host.get_fact(
     sysctls=tuple(KUBERNETES_SYSCTLS) if kube else (),
 )
 
+# --- names (first: the apt proxy may be the repository host, known by its alias) ---
+if facts["hostname"] != node.short_name:
+    server.shell(
+        name=f"hostname {node.short_name}",
+        commands=[
+            f"hostnamectl set-hostname {node.short_name} 2>/dev/null"
+            f" || {{ hostname {node.short_name} && echo {node.short_name} > /etc/hostname; }}"
+        ],
+    )
+ip_of = addresses()
+entries = []
+for other in cfg.hosts:
+    names = list(dict.fromkeys([other.name, other.short_name]))
+    if "repository" in other.roles:
+        names.append(cfg.repository_alias)
+    entries.append({"ip": ip_of[other.name], "names": names})
+ops.block(
+    name="/etc/hosts platform entries",
+    path="/etc/hosts",
+    content=render("seed", "hosts", entries=entries),
+)
+
 # --- packages ----------------------------------------------------------------------------
+apt_proxy = cfg.apt_proxy_for(node)
 ops.file(
     name="apt proxy",
-    path="/etc/apt/apt.conf.d/01kubi-proxy",
-    content=render("seed", "apt-proxy.conf", apt_proxy=cfg.apt_proxy) if cfg.apt_proxy else None,
+    # 90-: read after the distribution's and the image's own apt settings, so it wins.
+    path="/etc/apt/apt.conf.d/90kubi-proxy",
+    content=render("seed", "apt-proxy.conf", apt_proxy=apt_proxy) if apt_proxy else None,
 )
 upgrading = not facts["seeded"] or cfg.seed.upgrade == "always"
 ops.system_upgrade(
@@ -81,28 +105,6 @@ if facts["container"]:
     )
 else:
     ops.service(name="chrony running", unit="chrony")
-
-# --- names -------------------------------------------------------------------------------
-if facts["hostname"] != node.short_name:
-    server.shell(
-        name=f"hostname {node.short_name}",
-        commands=[
-            f"hostnamectl set-hostname {node.short_name} 2>/dev/null"
-            f" || {{ hostname {node.short_name} && echo {node.short_name} > /etc/hostname; }}"
-        ],
-    )
-ip_of = addresses()
-entries = []
-for other in cfg.hosts:
-    names = list(dict.fromkeys([other.name, other.short_name]))
-    if "repository" in other.roles:
-        names.append(cfg.repository_alias)
-    entries.append({"ip": ip_of[other.name], "names": names})
-ops.block(
-    name="/etc/hosts platform entries",
-    path="/etc/hosts",
-    content=render("seed", "hosts", entries=entries),
-)
 
 # --- ssh ---------------------------------------------------------------------------------
 ops.file(

@@ -14,7 +14,7 @@ KUBE_KEY = (
 )
 SERVICE_KEY = "marker=/var/lib/kubi/seeded, modules=, sysctls="
 PATHS = {
-    "proxy": "/etc/apt/apt.conf.d/01kubi-proxy",
+    "proxy": "/etc/apt/apt.conf.d/90kubi-proxy",
     "chrony": "/etc/chrony/chrony.conf",
     "sshd": "/etc/ssh/sshd_config.d/10-kubi-hardening.conf",
     "modules": "/etc/modules-load.d/kubi-kubernetes.conf",
@@ -101,13 +101,13 @@ def op_names(lines):
 def test_fresh_control_plane_node(description):
     lines = plan("deploys/seed.py", "cp1", description, fresh_facts())
     assert op_names(lines) == [
+        "hostname cp1",
+        "/etc/hosts platform entries",  # before apt: the proxy may be known by its alias
         "apt proxy",
         "system update and upgrade (seed.upgrade=first)",
         "base packages",
         "chrony configuration",
         "chrony running",
-        "hostname cp1",
-        "/etc/hosts platform entries",
         "ssh hardening (keys only)",
         "swap off now",
         "swap off at boot (/etc/fstab)",
@@ -212,6 +212,16 @@ def test_no_proxy_configured_removes_ours(description):
     assert plan("deploys/seed.py", "cp1", description, facts) == [
         f"apt proxy: sh -c 'rm -f {PATHS['proxy']}'"
     ]
+
+
+def test_package_proxy_switch_routes_apt_through_the_repository(description):
+    description["package_proxy"] = {"for_all_hosts": True}
+    lines = plan("deploys/seed.py", "cp1", description, fresh_facts())
+    proxy = uploads(lines)[PATHS["proxy"]]
+    assert 'Acquire::http::Proxy "http://repository.plan.kubi.internal:3142";' in proxy
+    facts = fresh_facts(SERVICE_KEY, modules={}, sysctl={})
+    own = uploads(plan("deploys/seed.py", "repo1", description, facts))[PATHS["proxy"]]
+    assert 'Acquire::http::Proxy "http://10.20.0.1:3142";' in own  # its own upstream
 
 
 def test_non_root_deploy_user_keeps_access_through_sudo(description):

@@ -64,10 +64,14 @@ def test_ssh_keys_only(node, spec):
     assert node.service("ssh").is_running
 
 
-def test_apt_proxy(node, platform):
-    conf = node.file("/etc/apt/apt.conf.d/01kubi-proxy")
-    if platform.apt_proxy:
-        assert platform.apt_proxy in conf.content_string
+def test_apt_proxy(node, platform, spec):
+    conf = node.file("/etc/apt/apt.conf.d/90kubi-proxy")
+    proxy = platform.apt_proxy_for(spec)
+    if proxy:
+        assert proxy in conf.content_string
+        assert node.check_output(f"apt-config dump Acquire::http::Proxy") == (
+            f'Acquire::http::Proxy "{proxy}";'
+        )
     else:
         assert not conf.exists
 
