@@ -9,5 +9,10 @@ its call stack, so two components included from the same line could be confused.
 
 from pyinfra import local
 
+# The package proxy first: with package_proxy.for_all_hosts the seed of every other host
+# installs through it.
+local.include("deploys/package_proxy.py")
 local.include("deploys/seed.py")
 local.include("deploys/nginx.py")
+local.include("deploys/bastion.py")
+local.include("deploys/cockpit.py")

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import weakref
+
 from pyinfra import host, state
+from pyinfra.context import ctx_state
 
 from facts.host import PrimaryIPv4
 from kubi.config import Host, Platform
 from kubi.inventory import current
 
-_addresses: dict[int, dict[str, str]] = {}
+# Per pyinfra state (one per run): weak keys, so a new state never sees an old one's data.
+_addresses: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def platform() -> Platform:
@@ -27,7 +31,7 @@ def addresses() -> dict[str, str]:
     From the config when it gives `ip`; otherwise asked once per run from the host itself
     (one round trip per such host, shared by every host's plan).
     """
-    key = id(state)
+    key = ctx_state.get()  # the State object itself, not pyinfra's context proxy
     if key not in _addresses:
         found = {}
         for spec in platform().hosts:

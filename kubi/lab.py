@@ -980,3 +980,52 @@ def status() -> list[dict]:
                 ssh = False
         rows.append({**asdict(host), "running": running, "ssh": ssh})
     return rows
+
+
+# --- the lab as a platform -------------------------------------------------------------------
+
+# People of the lab platform, one per role, so the bastion can be tested for real.
+LAB_PEOPLE = (("lab-ops", "ops"), ("lab-dev", "dev"))
+
+
+def person_key(name: str) -> Path:
+    """Private key of a lab person (generated once, 0600); the public half goes in the config."""
+    path = LAB_DIR / "people" / name / "id_ed25519"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"{name}@kubi-lab", "-f", path)
+    return path
+
+
+def platform_description(state: LabState) -> dict:
+    """The platform description of a running lab, for `kubi.inventory.declare`.
+
+    Every address is first checked to route through the lab bridge (the safety rule).
+    """
+    groups: dict[str, list] = {}
+    for host in state.hosts:
+        check_route(host.address)
+        groups.setdefault(host.role, []).append((host.name, {"address": host.address}))
+    people = [
+        {"name": name, "role": role, "keys": [person_key(name).with_suffix(".pub").read_text()]}
+        for name, role in LAB_PEOPLE
+    ]
+    return {
+        "name": "lab",
+        "groups": groups,
+        "domain": "lab.kubi.internal",
+        "apt_proxy": state.apt_proxy,
+        "secrets_dir": str(LAB_DIR / "secrets"),
+        "ssh": {
+            "user": "root",
+            "key": str(state.ssh_key),
+            # Each lab host has its own host key; `up` records them all.
+            "strict_host_key_checking": "yes",
+            "known_hosts_file": str(known_hosts_file()),
+        },
+        "network": {"host_cidrs": [str(SUBNET)]},
+        "users": people,
+        # Prove the offline-install path: hosts install through the repository host, whose
+        # cache goes through the machine's proxy (apt_proxy).
+        "package_proxy": {"for_all_hosts": True},
+    }

@@ -33,6 +33,7 @@ def file(
     check: str | None = None,
     reload: str | None = None,
     created_earlier: bool = False,
+    make_dirs: bool = False,
 ):
     """
     Write (or remove) a whole file; optionally validate the service's whole config first.
@@ -46,6 +47,7 @@ def file(
     + reload: command run after a successful change (e.g. ``systemctl reload nginx``)
     + created_earlier: an earlier operation of this run creates the file (a package
       install), so remove it even though it is absent while planning
+    + make_dirs: create the parent folder (mode 755) when the file is new
 
     Whether a previous version exists is decided on the host when the command runs, not
     from the plan-time fact: a package installed earlier in the same run may have
@@ -70,6 +72,8 @@ def file(
             yield f"chmod {mode} {q} && chown {user}:{group} {q}"
         return
 
+    if make_dirs and current is None:
+        yield f"mkdir -p -m 755 {shlex.quote(path.rsplit('/', 1)[0] or '/')}"
     yield FileUploadCommand(BytesIO(data), f"{path}.kubi-new")
     yield _install(path, f"chmod {mode} {{new}} && chown {user}:{group} {{new}}", check, reload)
 

@@ -16,22 +16,30 @@ BIN = Path(sys.executable).parent
 
 @pytest.fixture(scope="session")
 def lab_state():
-    """A freshly created lab: converges start from scratch, as on new servers."""
+    """A freshly created lab: converges start from scratch, as on new servers.
+
+    KUBI_REUSE_LAB=1 reuses a running lab as it is (and leaves it up): quicker while
+    developing; KUBI_KEEP_LAB=1 leaves the fresh lab up at the end.
+    """
     if os.geteuid() != 0:
         pytest.skip("the lab needs root (systemd-nspawn, network namespaces)")
     from kubi import lab
 
-    lab.down()
+    reuse = os.environ.get("KUBI_REUSE_LAB") == "1" and lab.load_state() is not None
+    if not reuse:
+        lab.down()
     state = lab.up()
     yield state
-    if os.environ.get("KUBI_KEEP_LAB") != "1":
+    if not reuse and os.environ.get("KUBI_KEEP_LAB") != "1":
         lab.down()
 
 
-def pyinfra(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run the pyinfra CLI against the lab inventory from the project root."""
+def pyinfra(
+    *args: str, env: dict | None = None, inventory: str = "inventories/lab.py"
+) -> subprocess.CompletedProcess:
+    """Run the pyinfra CLI against the lab inventory (or a variant) from the project root."""
     return subprocess.run(
-        [str(BIN / "pyinfra"), "inventories/lab.py", *args],
+        [str(BIN / "pyinfra"), inventory, *args],
         cwd=ROOT,
         capture_output=True,
         text=True,

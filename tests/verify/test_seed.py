@@ -69,7 +69,7 @@ def test_apt_proxy(node, platform, spec):
     proxy = platform.apt_proxy_for(spec)
     if proxy:
         assert proxy in conf.content_string
-        assert node.check_output(f"apt-config dump Acquire::http::Proxy") == (
+        assert node.check_output("apt-config dump Acquire::http::Proxy") == (
             f'Acquire::http::Proxy "{proxy}";'
         )
     else:

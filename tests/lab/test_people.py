@@ -1,0 +1,158 @@
+"""People on real hosts: the bastion's accounts and forwarding rules, and the cockpit.
+
+Everything goes through the real sshd of the lab hosts with the lab people's own keys.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import textwrap
+
+import pytest
+
+from kubi import lab
+
+from .conftest import changed_ops, pyinfra
+
+pytestmark = pytest.mark.lab
+
+HTTP_GET = "GET / HTTP/1.0\r\nHost: {host}\r\n\r\n"
+
+
+@pytest.fixture(scope="module")
+def converged(lab_state):
+    result = pyinfra("--json", "-y", "deploys/all.py")
+    assert result.returncode == 0, result.stderr[-4000:]
+    return lab_state
+
+
+@pytest.fixture(scope="module")
+def ssh_config(converged, tmp_path_factory):
+    lines = []
+    for host in converged.hosts:
+        lab.check_route(host.address)  # the safety rule, before any connection
+        lines += [f"Host {host.name}", f"  HostName {host.address}"]
+    for name, _ in lab.LAB_PEOPLE:
+        lines += [f"Match user {name}", f"  IdentityFile {lab.person_key(name)}"]
+    lines += [
+        "Host *",
+        "  IdentitiesOnly yes",
+        f"  UserKnownHostsFile {lab.known_hosts_file()}",
+        "  StrictHostKeyChecking yes",
+        "  BatchMode yes",
+        "  ConnectTimeout 5",
+        "  LogLevel ERROR",
+    ]
+    path = tmp_path_factory.mktemp("people") / "ssh_config"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def ssh(config, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["ssh", "-F", str(config), *args], capture_output=True, text=True, timeout=30,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def test_operator_logs_in_and_jumps_to_another_host(ssh_config):
+    assert ssh(ssh_config, "lab-ops@lab-input", "id -un").stdout.strip() == "lab-ops"
+    jumped = ssh(ssh_config, "-J", "lab-ops@lab-input", "lab-ops@lab-cp1", "hostname")
+    assert jumped.returncode == 0, jumped.stderr
+    assert jumped.stdout.strip() == "lab-cp1"
+    assert (
+        ssh(ssh_config, "-J", "lab-ops@lab-input", "lab-ops@lab-cp1", "sudo -n true").returncode
+        == 0
+    )
+
+
+def test_developer_cannot_jump(ssh_config):
+    assert ssh(ssh_config, "lab-dev@lab-input", "id -un").stdout.strip() == "lab-dev"
+    refused = ssh(ssh_config, "-J", "lab-dev@lab-input", "lab-ops@lab-cp1", "hostname")
+    assert refused.returncode != 0
+    # sshd refuses the channel ("administratively prohibited"): the jump cannot start.
+    assert "stdio forwarding failed" in refused.stderr
+    # And developers have no account anywhere else.
+    direct = ssh(ssh_config, "lab-dev@lab-cp1", "true")
+    assert direct.returncode == 255 and "Permission denied" in direct.stderr
+
+
+def test_no_password_login(ssh_config):
+    attempt = ssh(
+        ssh_config, "-o", "PubkeyAuthentication=no", "-o", "PreferredAuthentications=password",
+        "lab-ops@lab-input", "true",
+    )  # fmt: skip
+    assert attempt.returncode == 255
+    assert "Permission denied (publickey)" in attempt.stderr
+
+
+def http_through_forward(config, person: str, host: str) -> str:
+    """GET / through `ssh -W`, the same channel `ssh -L 8080:127.0.0.1:8080` opens.
+
+    stdin stays open until nginx has answered: closing it early would end the request.
+    """
+    proc = subprocess.Popen(
+        ["ssh", "-F", str(config), "-W", "127.0.0.1:8080", f"{person}@lab-input"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    proc.stdin.write(HTTP_GET.format(host=host))
+    proc.stdin.flush()
+    try:
+        answer = proc.stdout.read()  # nginx closes an HTTP/1.0 connection after answering
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=30)
+    return answer
+
+
+@pytest.mark.parametrize("person", ["lab-ops", "lab-dev"])
+def test_one_forward_reaches_the_cockpit_and_every_ui(ssh_config, converged, person):
+    page = http_through_forward(ssh_config, person, "localhost")
+    assert page.startswith("HTTP/1.1 200"), page[:200]
+    assert "http://grafana.localhost:8080/" in page
+    for ui in ("grafana", "ceph", "dashboard", "graylog"):
+        # The route exists: nginx answers for the UI, a 502 until the UI itself runs.
+        answer = http_through_forward(ssh_config, person, f"{ui}.localhost")
+        assert answer.startswith("HTTP/1.1 502"), (ui, answer[:200])
+
+
+def test_cockpit_is_not_reachable_from_other_hosts(converged):
+    input_host = next(h for h in converged.hosts if h.role == "input")
+    worker = next(h for h in converged.hosts if h.role == "workers")
+    for port in (8080, 6443):
+        probe = lab.run_on(
+            worker.address, f"curl -s --max-time 3 http://{input_host.address}:{port}/"
+        )
+        assert probe.returncode == 7, (port, probe.returncode)  # connection refused
+
+
+def test_person_removed_from_the_config_loses_the_account(converged, ssh_config, tmp_path):
+    temp_key = tmp_path / "id_temp"
+    public = temp_key.with_suffix(".pub")
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", temp_key], check=True)
+    # A variant of the lab inventory with one more person (the inventory is plain Python).
+    inventory = tmp_path / "lab_extra_person.py"
+    inventory.write_text(textwrap.dedent(f"""\
+        from kubi import lab
+        from kubi.inventory import declare
+
+        description = lab.platform_description(lab.load_state())
+        description["users"].append(
+            {{"name": "lab-temp", "role": "dev", "keys": [{public.read_text()!r}]}}
+        )
+        globals().update(declare(__file__, **description).pyinfra_groups())
+    """))  # fmt: skip
+    try:
+        added = pyinfra("-y", "deploys/bastion.py", inventory=str(inventory))
+        assert added.returncode == 0, added.stderr[-3000:]
+        login = ssh(ssh_config, "-i", str(temp_key), "lab-temp@lab-input", "id -un")
+        assert login.stdout.strip() == "lab-temp", login.stderr
+    finally:
+        inventory.unlink()
+    removed = pyinfra("--json", "-y", "deploys/bastion.py")
+    assert removed.returncode == 0, removed.stderr[-3000:]
+    assert "remove account lab-temp (no longer in the config)" in changed_ops(removed)
+    gone = ssh(ssh_config, "-i", str(temp_key), "lab-temp@lab-input", "true")
+    assert gone.returncode == 255
+    input_host = next(h for h in converged.hosts if h.role == "input")
+    assert lab.run_on(input_host.address, "test -e /home/lab-temp").returncode == 1
