@@ -16,3 +16,5 @@ local.include("deploys/seed.py")
 local.include("deploys/nginx.py")
 local.include("deploys/bastion.py")
 local.include("deploys/cockpit.py")
+local.include("deploys/registry.py")  # every host trusts the CA; repository host: registry
+local.include("deploys/charts.py")  # served by the registry's TLS server

@@ -1,4 +1,4 @@
-"""The `kubi` command: check and show a platform config, run the local lab."""
+"""The `kubi` command: check and show a platform config, run the local lab, publish charts."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from kubi.charts import ChartError
 from kubi.config import ConfigError
 from kubi.lab import LabError
 
@@ -59,6 +60,32 @@ def _lab_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def _charts_publish(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from kubi import charts, registry
+    from kubi.inventory import load
+
+    declared = load(args.inventory)
+    repository, runner = charts.repository_for(declared)
+    try:
+        result = charts.publish(
+            Path(args.chart),
+            repository,
+            force=args.force,
+            kube_version=declared.config.versions.kubernetes,
+            log=print,
+        )
+    finally:
+        runner.close()
+    what = {"published": "published", "replaced": "replaced (--force)", "unchanged": "unchanged"}
+    print(
+        f"{result.name} {result.version}: {what[result.outcome]} in "
+        f"{registry.charts_url(declared.config)} ({result.charts} chart version(s) in the index)"
+    )
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="kubi", description=__doc__)
     sub = top.add_subparsers(dest="command", required=True)
@@ -83,6 +110,21 @@ def parser() -> argparse.ArgumentParser:
     lab_sub.add_parser("down", help="stop the lab, leave nothing behind").set_defaults(
         func=_lab_down
     )
+
+    charts = sub.add_parser("charts", help="the Helm chart repository of the repository host")
+    charts_sub = charts.add_subparsers(dest="action", required=True)
+    publish = charts_sub.add_parser(
+        "publish",
+        help="lint (Helm, strict), package and publish a chart; the index keeps every other chart",
+    )
+    publish.add_argument("chart", help="chart folder or packaged .tgz")
+    publish.add_argument(
+        "--inventory", required=True, help="inventory of the platform, e.g. inventories/prod.py"
+    )
+    publish.add_argument(
+        "--force", action="store_true", help="replace a published version that has other content"
+    )
+    publish.set_defaults(func=_charts_publish)
     return top
 
 
@@ -93,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
         return 2
-    except LabError as exc:  # one clear line, no traceback
+    except (LabError, ChartError) as exc:  # one clear message (Helm's own), no traceback
         print(f"kubi: {exc}", file=sys.stderr)
         return 1
 

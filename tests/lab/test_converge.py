@@ -53,7 +53,8 @@ def test_second_run_reports_no_changes(first_run):
 
 
 def test_component_redeploys_alone(first_run):
-    for component in ("package_proxy", "seed", "nginx", "bastion", "cockpit"):
+    components = ("package_proxy", "seed", "nginx", "bastion", "cockpit", "registry", "charts")
+    for component in components:
         result = pyinfra("--json", "-y", f"deploys/{component}.py")
         assert result.returncode == 0, result.stderr[-4000:]
         assert changed_ops(result) == {}, component

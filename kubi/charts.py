@@ -1,0 +1,421 @@
+"""The Helm chart repository of the repository host: lint, package, publish, index.
+
+The repository is static files in `charts.path` (index.yaml and `<name>-<version>.tgz`),
+served read-only by the repository nginx at `https://<repository alias>/charts/`. Charts
+arrive only through `kubi charts publish`, over SSH:
+
+    kubi charts publish ./mychart --inventory inventories/prod.py [--force]
+
+1. Helm's own linter (strict, against the platform's Kubernetes version) refuses a bad
+   chart with Helm's own messages;
+2. a chart folder is packaged by Helm into `<name>-<version>.tgz`;
+3. the remote index.yaml is read and the new chart merged into it by Helm's
+   `repo index --merge` (every existing entry is kept);
+4. archive and index are replaced atomically on the host, under a lock, and only if the
+   index did not change in between (otherwise 3-4 are done again).
+
+A name and version already published with other content is refused (unless `force`);
+the same content again changes nothing. Helm records file times in an archive, so
+"same content" compares the files inside the archives, not the archives' bytes.
+
+Helm itself comes from `helm-python-sdk` (Helm 4's Go SDK in a bundled library, no helm
+binary): its `lint`, `package`, `Chart.load` and `repo_index_generate` are used as they are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import shlex
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path
+from typing import Any, Protocol
+
+import yaml
+from pyinfra import host
+from pyinfra.api import FileUploadCommand, operation
+
+from facts.files import ManagedFile
+
+INDEX = "index.yaml"
+# What `helm repo index` writes for an empty folder (minus the time stamp, so the file
+# is the same on every host and run).
+EMPTY_INDEX = "apiVersion: v1\nentries: {}\n"
+LOCK = "/run/lock/kubi-charts.lock"
+RETRIES = 3  # index changed by a concurrent publish: merge again, at most this often
+SEVERITY = {0: "UNKNOWN", 1: "INFO", 2: "WARNING", 3: "ERROR"}
+
+
+class ChartError(Exception):
+    """A chart cannot be published; the message says why and what to do."""
+
+
+# --- the deploy's operation ------------------------------------------------------------------
+
+
+@operation()
+def initial_index(path: str, content: str = EMPTY_INDEX):
+    """
+    Create the repository's index.yaml if it does not exist; never touch an existing one.
+
+    + path: the index file
+    + content: the index to start with (an empty, valid Helm index)
+
+    The index is the repository's state (every published chart is in it): a deploy must
+    not reset it. `ln` creates the file only if the name is free, atomically, so even a
+    publish between planning and running is never overwritten.
+
+    .. code:: python
+
+        charts.initial_index(path="/var/lib/kubi/charts/index.yaml")
+    """
+    if host.get_fact(ManagedFile, path=path) is not None:
+        return
+    new = shlex.quote(f"{path}.kubi-new")
+    yield FileUploadCommand(BytesIO(content.encode()), f"{path}.kubi-new")
+    yield (
+        f"chmod 644 {new} && chown root:root {new} && "
+        f"{{ ln {new} {shlex.quote(path)} 2>/dev/null || true; }} && rm -f {new}"
+    )
+
+
+# --- Helm ------------------------------------------------------------------------------------
+
+
+def _helm():
+    try:
+        import helm_python
+    except ImportError as exc:  # pragma: no cover - the dependency is declared
+        raise ChartError(
+            f"Helm's SDK is not importable ({exc}); install it: pip install helm-python-sdk"
+        ) from None
+    return helm_python
+
+
+def lint(chart: Path, kube_version: str | None = None) -> list[str]:
+    """Run Helm's linter (strict: warnings fail too); return its messages as Helm prints
+    them (`[ERROR] templates/: ...`). Raise ChartError with them when the chart fails."""
+    helm = _helm()
+    kube = f"v{kube_version.lstrip('v')}" if kube_version else None
+    try:
+        report = helm.lint(str(chart), strict=True, kube_version=kube)
+    except helm.HelmError as exc:
+        raise ChartError(f"{chart}: Helm could not lint it: {exc}") from None
+    lines = [
+        f"[{SEVERITY.get(m['severity'], 'UNKNOWN')}] {m['path']}: {m['error']}"
+        if m.get("path")
+        else f"[{SEVERITY.get(m['severity'], 'UNKNOWN')}] {m['error']}"
+        for m in report.get("messages") or []
+    ]
+    errors = report.get("errors") or []
+    if errors:
+        shown = lines or [f"[ERROR] {e}" for e in errors]
+        advice = (
+            f"{chart}: Helm's lint refused the chart ({len(errors)} error(s); strict mode: "
+            "warnings count too); fix it and publish again"
+        )
+        raise ChartError("\n".join([f"==> Linting {chart}", *shown, "", advice]))
+    return lines
+
+
+@dataclass(frozen=True)
+class Packaged:
+    name: str
+    version: str
+    archive: Path  # a .tgz
+
+    @property
+    def filename(self) -> str:
+        return f"{self.name}-{self.version}.tgz"
+
+
+def package(chart: Path, workdir: Path) -> Packaged:
+    """A chart folder packaged by Helm into `workdir`, or a .tgz taken as it is."""
+    helm = _helm()
+    try:
+        with helm.Chart.load(str(chart)) as loaded:
+            name, version = loaded.name, loaded.version
+        archive = (
+            Path(helm.package(str(chart), destination=str(workdir))) if chart.is_dir() else chart
+        )
+    except helm.HelmError as exc:
+        raise ChartError(f"{chart}: Helm could not load or package it: {exc}") from None
+    return Packaged(name, version, archive)
+
+
+def content_digest(archive: bytes) -> str:
+    """sha256 over the files inside a chart archive (names and contents, not times)."""
+    digest = hashlib.sha256()
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+        members = sorted((m for m in tar.getmembers() if m.isfile()), key=lambda m: m.name)
+        for member in members:
+            data = tar.extractfile(member).read()  # type: ignore[union-attr]
+            digest.update(f"{member.name}\0{hashlib.sha256(data).hexdigest()}\n".encode())
+    return digest.hexdigest()
+
+
+def merged_index(current: bytes, filename: str, archive: bytes, workdir: Path) -> bytes:
+    """The index with the archive added (or replacing its own name+version), every other
+    entry kept: Helm's `repo index --merge` over a folder holding only that archive."""
+    helm = _helm()
+    folder = workdir / "index"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    (folder / filename).write_bytes(archive)
+    existing = workdir / "current-index.yaml"
+    existing.write_bytes(current)
+    try:
+        helm.repo_index_generate(str(folder), merge=str(existing))
+    except helm.HelmError as exc:
+        raise ChartError(
+            f"the repository's index.yaml cannot be read by Helm ({exc}); restore it from a "
+            "backup (or remove it and run deploys/charts.py for an empty one) before publishing"
+        ) from None
+    return (folder / INDEX).read_bytes()
+
+
+# --- where the repository lives: a folder reached through a shell ------------------------------
+
+
+@dataclass
+class Completed:
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+
+
+class Runner(Protocol):
+    """Runs one shell command on the repository host, with bytes on its stdin."""
+
+    where: str  # for messages, e.g. "lab-repository"
+
+    def __call__(self, command: str, stdin: bytes = b"") -> Completed: ...
+
+
+class LocalRunner:
+    """This machine's `sh` (tests, or a publish run on the repository host itself)."""
+
+    where = "localhost"
+
+    def __call__(self, command: str, stdin: bytes = b"") -> Completed:
+        done = subprocess.run(["sh", "-c", command], input=stdin, capture_output=True)
+        return Completed(done.returncode, done.stdout, done.stderr)
+
+
+class SshRunner:
+    """One SSH connection (paramiko) with the inventory's connection settings.
+
+    `host_data` is `DeclaredPlatform.host_data(...)`: address, user, port, key,
+    strict host key checking, known_hosts file and timeout, exactly as pyinfra uses them.
+    """
+
+    def __init__(self, name: str, host_data: dict[str, Any]):
+        import paramiko
+
+        self.where = name
+        self.sudo = bool(host_data.get("_sudo"))
+        self._known_hosts = host_data.get("ssh_known_hosts_file") or "~/.ssh/known_hosts"
+        self._client = paramiko.SSHClient()
+        strict = host_data.get("ssh_strict_host_key_checking", "accept-new")
+        path = Path(self._known_hosts).expanduser()
+        if strict != "no" and path.is_file():  # "no": any key is accepted, none recorded
+            self._client.load_host_keys(str(path))
+        self._client.set_missing_host_key_policy(
+            paramiko.RejectPolicy()
+            if strict == "yes"
+            else (_AcceptNew(path) if strict == "accept-new" else paramiko.AutoAddPolicy())
+        )
+        try:
+            self._client.connect(
+                host_data["ssh_hostname"],
+                port=host_data.get("ssh_port", 22),
+                username=host_data.get("ssh_user"),
+                key_filename=host_data.get("ssh_key"),
+                timeout=host_data.get("ssh_connect_timeout", 10),
+                allow_agent=True,
+                look_for_keys=host_data.get("ssh_key") is None,
+            )
+        except (paramiko.SSHException, OSError) as exc:
+            raise ChartError(
+                f"cannot connect to the repository host {name} "
+                f"({host_data['ssh_hostname']}:{host_data.get('ssh_port', 22)}) over SSH: "
+                f"{exc.__class__.__name__}: {exc}; check the inventory's ssh settings and "
+                f"known_hosts ({self._known_hosts})"
+            ) from None
+
+    def __call__(self, command: str, stdin: bytes = b"") -> Completed:
+        if self.sudo:
+            command = f"sudo -n sh -c {shlex.quote(command)}"
+        channel = self._client.get_transport().open_session()  # type: ignore[union-attr]
+        channel.exec_command(command)
+        if stdin:
+            channel.sendall(stdin)
+        channel.shutdown_write()
+        out, err = channel.makefile("rb").read(), channel.makefile_stderr("rb").read()
+        return Completed(channel.recv_exit_status(), out, err)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class _AcceptNew:
+    """OpenSSH's `accept-new`: an unknown host key is recorded, a changed one refused."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def missing_host_key(self, client, hostname, key):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as known:
+            known.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+
+
+class Repository:
+    """The chart folder on the repository host, reached through a Runner.
+
+    Reads are `cat`; a commit is one shell script fed a tar stream of the archive and the
+    new index: under a lock, it installs both only if the index is still the one the merge
+    started from, each with an atomic rename.
+    """
+
+    def __init__(self, runner: Runner, path: str):
+        self.runner = runner
+        self.path = path.rstrip("/") or "/"
+
+    def read(self, name: str) -> bytes | None:
+        target = shlex.quote(f"{self.path}/{name}")
+        done = self.runner(f"if [ -e {target} ]; then cat {target}; else exit 44; fi")
+        if done.returncode == 44:
+            return None
+        if done.returncode:
+            raise ChartError(
+                f"cannot read {self.path}/{name} on {self.runner.where}: "
+                f"{done.stderr.decode(errors='replace').strip()}"
+            )
+        return done.stdout
+
+    def commit(self, archive_name: str, archive: bytes | None, index: bytes, base: bytes) -> bool:
+        """Install archive (when given) and index; False if the index changed meanwhile."""
+        stream = io.BytesIO()
+        with tarfile.open(fileobj=stream, mode="w") as tar:
+            for name, data in ((archive_name, archive), (INDEX, index)):
+                if data is not None:
+                    info = tarfile.TarInfo(name)
+                    info.size, info.mode = len(data), 0o644
+                    tar.addfile(info, io.BytesIO(data))
+        q = shlex.quote
+        install = "".join(
+            f'install -m 644 -o root -g root "$tmp"/{q(name)} {q(name + ".kubi-new")} && '
+            f"mv -f {q(name + '.kubi-new')} {q(name)} && "
+            for name in ((archive_name,) if archive is not None else ())
+        )
+        script = (
+            f"set -e; cd {q(self.path)}; tmp=$(mktemp -d); trap 'rm -rf \"$tmp\"' EXIT; "
+            'tar -x -C "$tmp"; '
+            f"exec 9>{q(LOCK)}; flock -w 60 9; "
+            f"now=$(sha256sum {INDEX} | cut -d' ' -f1); "
+            f'if [ "$now" != {q(hashlib.sha256(base).hexdigest())} ]; then exit 45; fi; '
+            f"{install}"
+            f'install -m 644 -o root -g root "$tmp"/{INDEX} {INDEX}.kubi-new && '
+            f"mv -f {INDEX}.kubi-new {INDEX}"
+        )
+        done = self.runner(script, stream.getvalue())
+        if done.returncode == 45:
+            return False
+        if done.returncode:
+            raise ChartError(
+                f"cannot write to {self.path} on {self.runner.where}: "
+                f"{done.stderr.decode(errors='replace').strip()}"
+            )
+        return True
+
+
+# --- publish ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Published:
+    name: str
+    version: str
+    outcome: str  # "published", "replaced" or "unchanged"
+    charts: int  # versions in the index afterwards
+
+
+def publish(
+    chart: Path,
+    repository: Repository,
+    *,
+    force: bool = False,
+    kube_version: str | None = None,
+    log: Callable[[str], object] = lambda line: None,
+) -> Published:
+    """Lint, package and publish `chart` (a folder or a .tgz) into `repository`."""
+    chart = Path(chart)
+    if not chart.exists():
+        raise ChartError(f"{chart} does not exist: give a chart folder or a .tgz archive")
+    for line in lint(chart, kube_version):
+        log(line)
+    with tempfile.TemporaryDirectory(prefix="kubi-chart-") as tmp:
+        work = Path(tmp)
+        packaged = package(chart, work)
+        data = packaged.archive.read_bytes()
+        outcome = "published"
+        remote = repository.read(packaged.filename)
+        if remote is not None:
+            if content_digest(remote) == content_digest(data):
+                data, outcome = None, "unchanged"  # keep the published archive as it is
+            elif not force:
+                raise ChartError(
+                    f"{packaged.name} {packaged.version} is already published with other "
+                    f"content ({repository.path}/{packaged.filename} on "
+                    f"{repository.runner.where}); bump the chart's version, or replace it "
+                    "with --force (clients that cached the old one will not notice)"
+                )
+            else:
+                outcome = "replaced"
+        for _ in range(RETRIES):
+            current = repository.read(INDEX)
+            if current is None:
+                raise ChartError(
+                    f"no {INDEX} in {repository.path} on {repository.runner.where}: the chart "
+                    "repository is not deployed; run deploys/charts.py first"
+                )
+            entries = (yaml.safe_load(current) or {}).get("entries") or {}
+            if data is None and _indexed(entries, packaged, remote):
+                return Published(packaged.name, packaged.version, outcome, _count(entries))
+            archive = data if data is not None else remote
+            index = merged_index(current, packaged.filename, archive, work)  # type: ignore[arg-type]
+            if repository.commit(packaged.filename, data, index, current):
+                entries = (yaml.safe_load(index) or {}).get("entries") or {}
+                return Published(packaged.name, packaged.version, outcome, _count(entries))
+            log(f"{INDEX} changed during the publish (another publish?): merging again")
+        raise ChartError(
+            f"{INDEX} on {repository.runner.where} kept changing during {RETRIES} attempts; "
+            "try again"
+        )
+
+
+def _indexed(entries: dict, packaged: Packaged, archive: bytes | None) -> bool:
+    digest = hashlib.sha256(archive or b"").hexdigest()
+    return any(
+        e.get("version") == packaged.version and e.get("digest") == digest
+        for e in entries.get(packaged.name) or []
+    )
+
+
+def _count(entries: dict) -> int:
+    return sum(len(versions or []) for versions in entries.values())
+
+
+def repository_for(declared) -> tuple[Repository, SshRunner]:
+    """The chart repository of a loaded inventory, over SSH (close the runner after use)."""
+    config = declared.config
+    target = config.role("repository")[0]
+    runner = SshRunner(target.name, declared.host_data(target.name))
+    return Repository(runner, config.charts.path), runner
