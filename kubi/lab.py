@@ -77,6 +77,8 @@ ACNG_SNIPPET = (
     "# Written by `kubi lab up`: serve the lab on loopback and the lab bridge only.\n"
     f"Port: {PROXY_PORT}\n"
     f"BindAddress: 127.0.0.1 {GATEWAY}\n"
+    "# HTTPS repositories, asked for as http://HTTPS///host/path, go to port 443.\n"
+    "AllowUserPorts: 80 443\n"
 )
 # The packaged default backend does not resolve on these machines ("503 Host not found").
 ACNG_BACKEND = f"{MIRROR}/\n"
@@ -997,7 +999,69 @@ def person_key(name: str) -> Path:
     return path
 
 
-def platform_description(state: LabState) -> dict:
+REACHABILITY_TTL = 600.0  # seconds a reachability verdict is reused by later runs
+
+
+def _fetch_status(url: str, timeout: float) -> int | None:
+    """HTTP status of a GET through the machine's package proxy (None: no answer at all)."""
+    import urllib.error
+    import urllib.request
+
+    from kubi.graylog import through_proxy
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": APT_PROXY}))
+    try:
+        with opener.open(through_proxy(url, APT_PROXY), timeout=timeout) as answer:
+            return answer.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return None
+
+
+def reachable(urls: list[str], timeout: float = 5.0) -> dict[str, bool]:
+    """Whether this machine can fetch each URL, asked through its own package proxy.
+
+    The proxy is the lab hosts' only way out, so this is exactly what they can reach. An
+    upstream answer (even 404) counts; the proxy's own 5xx (name, connection or TLS
+    failure upstream) does not. Verdicts are reused for REACHABILITY_TTL seconds.
+    """
+    cache = LAB_DIR / "reachability.json"
+    try:
+        known = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        known = {}
+    now = time.time()
+    result = {}
+    for url in urls:
+        entry = known.get(url)
+        if entry is None or now - entry["at"] > REACHABILITY_TTL:
+            status = _fetch_status(url, timeout)
+            entry = {"at": now, "ok": status is not None and status < 500}
+            known[url] = entry
+        result[url] = entry["ok"]
+    with contextlib.suppress(OSError):
+        _write(cache, json.dumps(known))
+    return result
+
+
+def _log_stack_setting(description: dict, log: Log) -> dict:
+    """graylog.install for the lab: on only when the log stack's repositories answer."""
+    from kubi.config import validate
+    from kubi.graylog import upstream_repositories
+
+    repositories = upstream_repositories(validate(description, source="lab"))
+    verdicts = reachable([url for _, url in repositories])
+    missing = [name for name, url in repositories if not verdicts[url]]
+    if missing:
+        log(
+            f"lab: notice: the log stack's repositories are not reachable from this machine "
+            f"({', '.join(missing)}): Graylog is left out (graylog.install=false)"
+        )
+    return {"install": not missing}
+
+
+def platform_description(state: LabState, log: Log = print) -> dict:
     """The platform description of a running lab, for `kubi.inventory.declare`.
 
     Every address is first checked to route through the lab bridge (the safety rule).
@@ -1010,7 +1074,7 @@ def platform_description(state: LabState) -> dict:
         {"name": name, "role": role, "keys": [person_key(name).with_suffix(".pub").read_text()]}
         for name, role in LAB_PEOPLE
     ]
-    return {
+    description = {
         "name": "lab",
         "groups": groups,
         "domain": "lab.kubi.internal",
@@ -1029,3 +1093,5 @@ def platform_description(state: LabState) -> dict:
         # cache goes through the machine's proxy (apt_proxy).
         "package_proxy": {"for_all_hosts": True},
     }
+    description["graylog"] = _log_stack_setting(description, log)
+    return description

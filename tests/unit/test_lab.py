@@ -266,3 +266,35 @@ def test_up_and_down_refuse_without_root(monkeypatch):
         lab.up()
     with pytest.raises(LabError, match="root"):
         lab.down()
+
+
+def test_reachability_through_the_proxy_is_cached(tmp_path, monkeypatch):
+    """An upstream answer (even 404) counts as reachable; the proxy's own 5xx does not."""
+    import http.server
+    import threading
+
+    asked = []
+
+    class FakeProxy(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's naming)
+            asked.append(self.path)
+            self.send_response(404 if "good" in self.path else 503)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), FakeProxy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setattr(lab, "APT_PROXY", f"http://127.0.0.1:{server.server_port}")
+        monkeypatch.setattr(lab, "LAB_DIR", tmp_path)
+        urls = ["https://good.example.invalid/InRelease", "https://down.example.invalid/InRelease"]
+        assert lab.reachable(urls) == {urls[0]: True, urls[1]: False}
+        # Asked in the form apt-cacher-ng wants for HTTPS, and only once (then cached).
+        assert asked == ["http://HTTPS///good.example.invalid/InRelease",
+                         "http://HTTPS///down.example.invalid/InRelease"]  # fmt: skip
+        assert lab.reachable(urls) == {urls[0]: True, urls[1]: False}
+        assert len(asked) == 2
+    finally:
+        server.shutdown()
