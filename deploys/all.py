@@ -18,3 +18,4 @@ local.include("deploys/bastion.py")
 local.include("deploys/cockpit.py")
 local.include("deploys/registry.py")  # every host trusts the CA; repository host: registry
 local.include("deploys/charts.py")  # served by the registry's TLS server
+local.include("deploys/graylog.py")

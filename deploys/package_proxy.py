@@ -12,9 +12,6 @@ from kubi import ops
 from kubi.deploy import me, platform
 from kubi.templates import render
 
-# HTTPS repositories the platform itself installs from (log stack), tunnelled as is.
-PASSTHROUGH = [r"packages\.graylog2\.org", r"artifacts\.opensearch\.org", r"repo\.mongodb\.org"]
-
 cfg = platform()
 if "repository" in me().roles:
     settings = cfg.package_proxy
@@ -28,7 +25,6 @@ if "repository" in me().roles:
             "acng.conf",
             port=settings.port,
             upstream_proxy=settings.upstream_proxy or cfg.apt_proxy,
-            passthrough=PASSTHROUGH,
         ),
         reload=restart,
     )

@@ -174,6 +174,11 @@ class Versions(_Model):
 
     @model_validator(mode="after")
     def _log_stack_compatible(self) -> Versions:
+        if _minor(self.mongodb) < (7, 0):
+            raise ValueError(
+                f"mongodb {self.mongodb}: MongoDB publishes packages for Debian bookworm "
+                "from 7.0 on"
+            )
         supported = LOG_STACK_MATRIX.get(self.graylog)
         if supported is None:
             raise ValueError(

@@ -72,8 +72,16 @@ def file(
             yield f"chmod {mode} {q} && chown {user}:{group} {q}"
         return
 
+    prepare = []
     if make_dirs and current is None:
-        yield f"mkdir -p -m 755 {shlex.quote(path.rsplit('/', 1)[0] or '/')}"
+        prepare.append(f"mkdir -p -m 755 {shlex.quote(path.rsplit('/', 1)[0] or '/')}")
+    if int(mode, 8) & 0o004 == 0:
+        # Not world-readable (a secret): create the temporary file with its final mode and
+        # owner first, as the upload keeps them; it never exists with wider access.
+        new = shlex.quote(f"{path}.kubi-new")
+        prepare.append(f"install -m {mode} -o {user} -g {group} /dev/null {new}")
+    if prepare:
+        yield " && ".join(prepare)
     yield FileUploadCommand(BytesIO(data), f"{path}.kubi-new")
     yield _install(path, f"chmod {mode} {{new}} && chown {user}:{group} {{new}}", check, reload)
 

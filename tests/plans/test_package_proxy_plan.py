@@ -25,7 +25,8 @@ def test_fresh_repository_host(description):
     conf = uploads(lines)[CONF]
     assert "Port: 3142" in conf
     assert "Proxy: http://10.20.0.1:3142" in conf  # the cache's own upstream: apt_proxy
-    assert "PassThroughPattern: ^(packages\\.graylog2\\.org|" in conf
+    assert "AllowUserPorts: 80 443" in conf  # HTTPS repositories as http://HTTPS///host/path
+    assert "PassThroughPattern" not in conf  # no CONNECT: never an open relay
     assert uploads(lines)[MIRROR] == "http://deb.debian.org/debian/\n"
     assert sum("systemctl restart apt-cacher-ng" in line for line in lines) == 2
 

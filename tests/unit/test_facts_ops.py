@@ -63,7 +63,10 @@ def test_service_state_of_an_unknown_unit():
 
 def test_file_write_is_idempotent_and_one_fact(tmp_path):
     path = tmp_path / "conf"
-    assert run_op(ops.file, path=str(path), content="a=1\n", mode="600")[0].startswith("upload")
+    ran = run_op(ops.file, path=str(path), content="a=1\n", mode="600")
+    # A non-world-readable file: its temporary copy is created 0600 before the upload.
+    assert ran[0] == f"install -m 600 -o root -g root /dev/null {path}.kubi-new"
+    assert ran[1] == f"upload {path}.kubi-new"
     assert path.read_text() == "a=1\n" and oct(path.stat().st_mode & 0o777) == "0o600"
     local_runs = run_op(ops.file, path=str(path), content="a=1\n", mode="600")
     assert local_runs == []

@@ -1,0 +1,263 @@
+"""graylog: the output host's log stack and its nginx sites.
+
+Graylog (single node) with OpenSearch (its search backend) and MongoDB (its configuration
+store), each from its vendor's apt repository at the versions of the platform config, all
+three on the loopback only; a global GELF TCP input (every log stream of the platform
+arrives there) created through Graylog's REST API; and two nginx sites on the host's
+address: Graylog for the platform hosts (the input host's cockpit), Prometheus through the
+admin ingress for existing collection systems.
+
+With `graylog.install = false` only the nginx sites are deployed (they answer 502 until
+Graylog and the cluster exist) and one notice says the stack was left out.
+
+    pyinfra inventories/<env>.py deploys/graylog.py
+"""
+
+import hashlib
+import json
+import secrets
+import time
+from pathlib import Path
+
+from pyinfra import host, logger
+from pyinfra.facts.deb import DebPackages
+from pyinfra.operations import files, server
+
+from facts.graylog import GraylogInputs, LogStackState
+from facts.host import ServiceState
+from kubi import graylog, nginx, ops
+from kubi.deploy import addresses, me, platform
+from kubi.secrets import for_platform
+from kubi.templates import render
+
+MAX_MAP_COUNT = 262144
+SYSCTL_FILE = "/etc/sysctl.d/90-kubi-opensearch.conf"
+SERVER_CONF = "/etc/graylog/server/server.conf"
+
+cfg = platform()
+node = me()
+settings = cfg.graylog
+
+
+def nginx_sites():
+    """Both sites, whether the stack is installed or not: they must pass `nginx -t` alone."""
+    ip_of = addresses()
+    listen = f"{ip_of[node.name]}:80"
+    nginx.site(
+        "graylog",
+        render(
+            "graylog",
+            "graylog-site.conf",
+            listen=listen,
+            server_names=[cfg.ui_hostname("graylog"), node.name],
+            # The platform hosts (the cockpit on the input host first) and local checks.
+            allowed=["127.0.0.1", *dict.fromkeys(ip_of[h.name] for h in cfg.hosts)],
+            http_port=settings.http_port,
+        ),
+    )
+    nginx.site(
+        "prometheus",
+        render(
+            "graylog",
+            "prometheus-site.conf",
+            listen=listen,
+            hostname=cfg.ui_hostname("prometheus"),
+            admin_ingress=[ip_of[h.name] for h in cfg.admin_ingress_nodes],
+            nodeport=cfg.ingress.admin_http_nodeport,
+        ),
+    )
+
+
+def repositories_and_packages(repos, state):
+    """Keys, sources and pins, then the packages (after a per-repository check)."""
+    proxy = cfg.apt_proxy_for(node)
+    mirror = settings.apt_mirror
+    now = time.time()
+    for repo in host.loop(repos):
+        if not graylog.keyring_ok(state["keyrings"].get(repo.keyring), repo.fingerprint, now):
+            server.shell(
+                name=f"repository key {repo.name} ({repo.fingerprint})",
+                commands=[graylog.key_install_command(repo, mirror, proxy)],
+            )
+        ops.file(
+            name=f"repository {repo.name}",
+            path=repo.sources_path,
+            content=graylog.sources_list(repo, mirror, proxy),
+        )
+    ops.file(
+        name="log stack version pins",
+        path=graylog.PREFERENCES_PATH,
+        content=graylog.apt_preferences(repos),
+    )
+    missing = graylog.packages_to_install(repos, host.get_fact(DebPackages))
+    if not missing:
+        return
+    # `apt-get update` only warns about a repository it cannot reach: check each one
+    # first, so an unreachable repository stops the run with one line naming it.
+    for repo in host.loop(repos):
+        if set(repo.pins) & set(missing):
+            server.shell(
+                name=f"repository {repo.name} reachable",
+                commands=[graylog.repository_check_command(repo, mirror, proxy)],
+            )
+    # OpenSearch's package would otherwise install its demo security configuration,
+    # which needs an initial admin password; kubi turns the security plugin off instead.
+    env = f"DISABLE_INSTALL_DEMO_CONFIG=true {ops.APT_ENV}"
+    server.shell(
+        name=f"log stack packages {' '.join(missing)}",
+        commands=[
+            f"{env} apt-get -q update && {env} apt-get {ops.APT_OPTS} install {' '.join(missing)}"
+        ],
+    )
+
+
+def kernel(state):
+    """OpenSearch maps its index files into memory: raise the kernel's limit, at boot too."""
+    ops.file(
+        name=f"vm.max_map_count {MAX_MAP_COUNT} for OpenSearch",
+        path=SYSCTL_FILE,
+        content=render("graylog", "sysctl.conf", max_map_count=MAX_MAP_COUNT),
+    )
+    if (state["max_map_count"] or 0) < MAX_MAP_COUNT:
+        # Only our own file: `sysctl --system` would touch every other key as well.
+        server.shell(name="apply vm.max_map_count", commands=[f"sysctl -q -p {SYSCTL_FILE}"])
+
+
+def configuration():
+    """Every configuration file; returns the operations that change files, per service."""
+    store = for_platform(cfg)
+    password_secret = store.get(graylog.SECRET_PASSWORD_SECRET, lambda: secrets.token_urlsafe(72))
+    admin_password = store.get(graylog.SECRET_ADMIN_PASSWORD)
+    versions = cfg.versions
+
+    mongod = ops.file(
+        name="MongoDB configuration",
+        path="/etc/mongod.conf",
+        content=render("graylog", "mongod.conf", version=versions.mongodb),
+    )
+    # OpenSearch's package gives its configuration folder to opensearch:opensearch (0640
+    # files) on every upgrade: the same owner and mode here, so nothing drifts.
+    opensearch_files = dict(mode="640", user="opensearch", group="opensearch")
+    opensearch = [
+        ops.file(
+            name="OpenSearch configuration",
+            path="/etc/opensearch/opensearch.yml",
+            content=render(
+                "graylog", "opensearch.yml", version=versions.opensearch, node_name=node.short_name
+            ),
+            **opensearch_files,
+        ),
+        ops.file(
+            name=f"OpenSearch heap {settings.opensearch_heap}",
+            path="/etc/opensearch/jvm.options.d/kubi-heap.options",
+            content=render("graylog", "opensearch-heap.options", heap=settings.opensearch_heap),
+            make_dirs=True,
+            **opensearch_files,
+        ),
+    ]
+    graylog_server = [
+        ops.file(
+            name=f"Graylog heap {settings.graylog_heap}",
+            path="/etc/default/graylog-server",
+            content=render("graylog", "graylog-server.default", heap=settings.graylog_heap),
+        ),
+        # Holds password_secret: readable by the service (group graylog), not by others.
+        ops.file(
+            name="Graylog server.conf",
+            path=SERVER_CONF,
+            content=render(
+                "graylog",
+                "server.conf",
+                version=versions.graylog,
+                password_secret=password_secret,
+                root_username=graylog.ADMIN_USER,
+                root_password_sha2=hashlib.sha256(admin_password.encode()).hexdigest(),
+                timezone=cfg.seed.timezone,
+                http_port=settings.http_port,
+                # The cockpit's name for Graylog (the cockpit sends the exact URL per request).
+                external_uri=f"http://graylog.localhost:{cfg.cockpit.port}/",
+            ),
+            mode="640",
+            group="graylog",
+        ),
+        ops.file(
+            name="Graylog starts after MongoDB and OpenSearch",
+            path="/etc/systemd/system/graylog-server.service.d/kubi-order.conf",
+            content=render("graylog", "graylog-order.conf"),
+            make_dirs=True,
+            reload="systemctl daemon-reload",
+        ),
+    ]
+    # What the input step runs with: the script (this very module), what it wants, and the
+    # admin credentials in a root-only netrc file (never on a command line). The folder is
+    # root-only too, so no file in it is readable by others even while it is uploaded.
+    ops.file(
+        name="Graylog API client",
+        path=graylog.SCRIPT_PATH,
+        content=Path(graylog.__file__).read_text(),
+        make_dirs=True,
+    )
+    files.directory(name=f"folder {graylog.CONFIG_DIR}", path=graylog.CONFIG_DIR, mode="700")
+    ops.file(
+        name="Graylog API credentials",
+        path=graylog.NETRC_PATH,
+        content=render(
+            "graylog", "graylog-api.netrc", user=graylog.ADMIN_USER, password=admin_password
+        ),
+        mode="600",
+    )
+    ops.file(
+        name="Graylog input specification",
+        path=graylog.INPUT_SPEC_PATH,
+        content=json.dumps(
+            graylog.input_spec(settings.http_port, settings.gelf_tcp_port), indent=2, sort_keys=True
+        )
+        + "\n",
+        mode="600",
+    )
+    return {"mongod": [mongod], "opensearch": opensearch, "graylog-server": graylog_server}
+
+
+def services(changes):
+    """In dependency order: MongoDB and OpenSearch before Graylog. A running service whose
+    configuration changed restarts once; a stopped one simply starts with the new one."""
+    for unit, changed in host.loop(changes.items()):
+        if (
+            any(op.will_change for op in changed)
+            and host.get_fact(ServiceState, unit=unit)["active"]
+        ):
+            server.shell(
+                name=f"restart {unit} (configuration changed)",
+                commands=[f"systemctl restart {unit}"],
+            )
+        ops.service(name=f"{unit} running", unit=unit)
+
+
+def gelf_input():
+    """The GELF TCP input, created or updated through the API once Graylog answers."""
+    wanted = graylog.gelf_input(settings.gelf_tcp_port)
+    inputs = host.get_fact(
+        GraylogInputs, api=graylog.api_base(settings.http_port), netrc=graylog.NETRC_PATH
+    )
+    if inputs is not None and graylog.input_action(inputs, wanted) is None:
+        return
+    server.shell(
+        name=f"Graylog input GELF TCP {settings.gelf_tcp_port}",
+        commands=[graylog.ensure_input_command()],
+    )
+
+
+if "output" in node.roles:
+    nginx_sites()
+    if not settings.install:
+        logger.warning(
+            f"graylog: graylog.install is false: the log stack (Graylog, OpenSearch, MongoDB) "
+            f"is left out on {node.name}; only its nginx sites are deployed"
+        )
+    else:
+        repos = graylog.repositories(cfg.versions)
+        state = host.get_fact(LogStackState, keyrings=tuple(r.keyring for r in repos))
+        repositories_and_packages(repos, state)
+        kernel(state)
+        services(configuration())
+        gelf_input()

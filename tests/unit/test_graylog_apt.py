@@ -1,0 +1,307 @@
+"""Repository keys and repository checks of the log stack, run for real on 127.0.0.1.
+
+A vendor is played locally: a signing key made here, a signed apt repository (InRelease),
+served by a small HTTP server that answers both as a mirror (apt-mirror layout) and as an
+apt-cacher-ng proxy (``GET http://HTTPS///host/path``). The deploy's own commands run
+against it: the key download keeps only the pinned key, apt accepts the repository with
+that keyring, and every failure prints one line naming the repository. apt works in
+temporary folders (APT_CONFIG) so this machine's package lists are never touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import threading
+import time
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from facts.graylog import LogStackState
+from kubi import graylog
+
+from .localrun import LocalHost
+
+pytestmark = pytest.mark.skipif(
+    not (shutil.which("gpg") and shutil.which("apt-get") and shutil.which("curl")),
+    reason="needs gpg, curl and apt-get (Debian: apt-get install gnupg curl)",
+)
+
+KEY_URL = "https://keys.vendor.test/archive-key.asc"
+REPO_URL = "https://repo.vendor.test/apt"
+
+
+def gpg(home: Path, *args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["gpg", "--batch", "--homedir", str(home), *args],
+        capture_output=True,
+        check=True,
+        **kwargs,
+    )
+
+
+def new_key(home: Path, uid: str, expiry: str = "2y") -> str:
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    gpg(home, "--passphrase", "", "--quick-gen-key", uid, "ed25519", "sign", expiry)
+    listing = gpg(home, "--with-colons", "--list-keys", uid, text=True).stdout
+    return next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:"))
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory):
+    """A vendor key and an impostor key, each in its own GnuPG home."""
+    root = tmp_path_factory.mktemp("gpg")
+    vendor = new_key(root / "vendor", "Vendor Archive <archive@vendor.test>")
+    impostor = new_key(root / "impostor", "Impostor <evil@vendor.test>")
+    yield {"vendor": (root / "vendor", vendor), "impostor": (root / "impostor", impostor)}
+    for name in ("vendor", "impostor"):
+        subprocess.run(["gpgconf", "--homedir", str(root / name), "--kill", "all"], check=False)
+
+
+def armored(keys, *names: str) -> bytes:
+    return b"".join(gpg(keys[n][0], "--armor", "--export", keys[n][1]).stdout for n in names)
+
+
+def signed_repository(root: Path, keys, signer: str = "vendor") -> None:
+    """An empty signed apt repository (suite stable, component main) under `root`."""
+    packages = root / "dists/stable/main/binary-amd64/Packages"
+    packages.parent.mkdir(parents=True, exist_ok=True)
+    packages.write_bytes(b"")
+    digest = hashlib.sha256(b"").hexdigest()
+    release = (
+        "Origin: vendor\nLabel: vendor\nSuite: stable\nCodename: stable\n"
+        f"Date: {formatdate(time.time(), usegmt=True)}\n"
+        "Architectures: amd64\nComponents: main\n"
+        f"SHA256:\n {digest} 0 main/binary-amd64/Packages\n"
+    )
+    (root / "dists/stable/Release").write_text(release)
+    home, fpr = keys[signer]
+    dists = root / "dists/stable"
+    gpg(home, "--yes", "--local-user", fpr, "--clearsign",
+        "--output", str(dists / "InRelease"), str(dists / "Release"))  # fmt: skip
+
+
+class Vendor:
+    """Serves a tree of files as a mirror (/mirror/<host>/<path>) and as an apt-cacher-ng
+    proxy (absolute request ``http://HTTPS///<host>/<path>``); records request lines."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.requests: list[str] = []
+        vendor = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                vendor.requests.append(self.path)
+                if self.path.startswith("http://HTTPS///"):
+                    relative = self.path[len("http://HTTPS///") :]
+                elif self.path.startswith("/mirror/"):
+                    relative = self.path[len("/mirror/") :]
+                else:
+                    relative = ""
+                target = (vendor.root / relative).resolve()
+                if relative and target.is_file() and vendor.root in target.parents:
+                    data = target.read_bytes()
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                else:
+                    self.send_error(404)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def vendor(tmp_path, keys):
+    root = tmp_path / "www"
+    (root / "keys.vendor.test").mkdir(parents=True)
+    (root / "keys.vendor.test/archive-key.asc").write_bytes(armored(keys, "impostor", "vendor"))
+    signed_repository(root / "repo.vendor.test/apt", keys)
+    server = Vendor(root.resolve())
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def apt(tmp_path):
+    """apt in temporary folders; returns a function that runs a command with it."""
+    base = tmp_path / "apt"
+    for sub in ("lists/partial", "cache/archives/partial"):
+        (base / sub).mkdir(parents=True)
+
+    def run(command: str, proxy: str | None = None) -> subprocess.CompletedProcess:
+        (base / "apt.conf").write_text(
+            f'Dir::State::Lists "{base}/lists";\nDir::Cache "{base}/cache";\n'
+            f'Acquire::http::Proxy "{proxy or "DIRECT"}";\nAPT::Sandbox::User "root";\n'
+        )
+        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "APT_CONFIG": str(base / "apt.conf")}
+        return subprocess.run(
+            ["sh", "-c", command], capture_output=True, text=True, timeout=120, env=env
+        )
+
+    return run
+
+
+def repository(tmp_path, keys, pinned: str = "vendor") -> graylog.Repository:
+    return graylog.Repository(
+        name="vendor",
+        url=REPO_URL,
+        suite="stable",
+        components="main",
+        key_url=KEY_URL,
+        fingerprint=keys[pinned][1],
+        pins={"vendor-server": "1.*"},
+        keyring=str(tmp_path / "keyrings/kubi-vendor.gpg"),
+        sources_path=str(tmp_path / "kubi-vendor.list"),
+    )
+
+
+def fingerprints(keyring: str) -> list[str]:
+    info = LocalHost().get_fact(LogStackState, keyrings=(keyring,))["keyrings"][keyring]
+    return info["fingerprints"] if info else []
+
+
+def test_key_from_the_mirror_keeps_only_the_pinned_key_and_apt_trusts_it(
+    tmp_path, keys, vendor, apt
+):
+    repo = repository(tmp_path, keys)
+    mirror = f"{vendor.url}/mirror"
+    installed = apt(graylog.key_install_command(repo, mirror, None))
+    assert installed.returncode == 0, installed.stderr
+    # The served file also holds the impostor's key: only the pinned one is kept.
+    assert fingerprints(repo.keyring) == [keys["vendor"][1]]
+    assert vendor.requests == ["/mirror/keys.vendor.test/archive-key.asc"]
+
+    Path(repo.sources_path).write_text(graylog.sources_list(repo, mirror, None))
+    checked = apt(graylog.repository_check_command(repo, mirror, None))
+    assert checked.returncode == 0, checked.stderr
+    assert "/mirror/repo.vendor.test/apt/dists/stable/InRelease" in vendor.requests
+
+
+def test_a_key_without_the_pinned_fingerprint_is_refused(tmp_path, keys, vendor, apt):
+    repo = repository(tmp_path, keys)
+    (vendor.root / "keys.vendor.test/archive-key.asc").write_bytes(armored(keys, "impostor"))
+    result = apt(graylog.key_install_command(repo, f"{vendor.url}/mirror", None))
+    assert result.returncode == 1
+    url = f"{vendor.url}/mirror/keys.vendor.test/archive-key.asc"
+    assert result.stderr.splitlines() == [
+        f"kubi: repository vendor: the key at {url} has no key {keys['vendor'][1]} (pinned in "
+        "kubi/graylog.py); refusing it: check that the mirror or proxy serves the vendor's key"
+    ]
+    assert not Path(repo.keyring).exists()
+
+
+def test_https_repositories_go_through_apt_cacher_ng_as_http_https(tmp_path, keys, vendor, apt):
+    repo = repository(tmp_path, keys)
+    proxy = vendor.url  # plays the repository host's apt-cacher-ng
+    installed = apt(graylog.key_install_command(repo, None, proxy))
+    assert installed.returncode == 0, installed.stderr
+    assert vendor.requests == ["http://HTTPS///keys.vendor.test/archive-key.asc"]
+
+    sources = graylog.sources_list(repo, None, proxy)
+    assert f"deb [signed-by={repo.keyring}] http://HTTPS///repo.vendor.test/apt/ stable main" in (
+        sources
+    )
+    Path(repo.sources_path).write_text(sources)
+    checked = apt(graylog.repository_check_command(repo, None, proxy), proxy=proxy)
+    assert checked.returncode == 0, checked.stderr
+    # apt asked the proxy for the remapped URL; the proxy fetches it over HTTPS upstream.
+    assert "http://HTTPS///repo.vendor.test/apt/dists/stable/InRelease" in vendor.requests
+
+
+def test_unreachable_repository_stops_with_one_line_naming_it(tmp_path, keys, apt):
+    repo = repository(tmp_path, keys)
+    mirror = "http://127.0.0.1:9/mirror"  # the discard port: nothing answers
+    key = apt(graylog.key_install_command(repo, mirror, None))
+    assert key.returncode == 1
+    [line] = key.stderr.splitlines()
+    assert line.startswith(
+        "kubi: repository vendor: cannot download its signing key from "
+        "http://127.0.0.1:9/mirror/keys.vendor.test/archive-key.asc (curl: (7) "
+    )
+    hint = (
+        "check that graylog.apt_mirror (http://127.0.0.1:9/mirror) answers and mirrors it, "
+        "or set graylog.install = false to leave the log stack out"
+    )
+    assert line.endswith(f"; {hint}")
+
+    Path(repo.sources_path).write_text(graylog.sources_list(repo, mirror, None))
+    checked = apt(graylog.repository_check_command(repo, mirror, None))
+    assert checked.returncode == 1
+    [line] = checked.stderr.splitlines()
+    assert line.startswith(
+        "kubi: repository vendor (http://127.0.0.1:9/mirror/repo.vendor.test/apt) cannot be "
+        "used from this host: Failed to fetch "
+        "http://127.0.0.1:9/mirror/repo.vendor.test/apt/dists/stable/InRelease"
+    )
+    assert "Connection refused" in line or "Could not connect" in line
+    assert line.endswith(f"; {hint}")
+
+
+def test_repository_signed_by_another_key_is_refused_in_one_line(tmp_path, keys, vendor, apt):
+    signed_repository(vendor.root / "repo.vendor.test/apt", keys, signer="impostor")
+    repo = repository(tmp_path, keys)
+    mirror = f"{vendor.url}/mirror"
+    assert apt(graylog.key_install_command(repo, mirror, None)).returncode == 0
+    Path(repo.sources_path).write_text(graylog.sources_list(repo, mirror, None))
+    checked = apt(graylog.repository_check_command(repo, mirror, None))
+    assert checked.returncode == 1
+    [line] = checked.stderr.splitlines()
+    assert line.startswith("kubi: repository vendor (")
+    assert "NO_PUBKEY" in line or "not signed" in line
+
+
+def test_keyring_fact_reports_fingerprints_and_validity(tmp_path, keys, vendor, apt):
+    repo = repository(tmp_path, keys)
+    absent = str(tmp_path / "keyrings/absent.gpg")
+    apt(graylog.key_install_command(repo, f"{vendor.url}/mirror", None))
+    state = LocalHost().get_fact(LogStackState, keyrings=(repo.keyring, absent))
+    assert state["keyrings"][absent] is None
+    info = state["keyrings"][repo.keyring]
+    assert info["fingerprints"] == [keys["vendor"][1]]
+    [until] = info["signing_until"]  # the key made here expires in two years
+    now = time.time()
+    assert now + 700 * 86400 < until < now + 740 * 86400
+    assert graylog.keyring_ok(info, keys["vendor"][1], now)
+    assert not graylog.keyring_ok(info, keys["impostor"][1], now)  # not the pinned key
+    assert not graylog.keyring_ok(info, keys["vendor"][1], until - 86400)  # renewal due
+    assert not graylog.keyring_ok(None, keys["vendor"][1], now)  # absent
+    with open("/proc/sys/vm/max_map_count") as live:
+        assert state["max_map_count"] == int(live.read())
+
+
+def test_keyring_fact_parsing_of_subkeys_and_revocations():
+    output = [
+        "keyring=/k.gpg",
+        "pub:-:4096:1:AAAA:1500000000:::-:::scSC::::::23::0:",
+        "fpr:::::::::PRIMARYFPR:",
+        "sub:r:4096:1:BBBB:1500000000:1600000000:::::s::::::23:",  # revoked signing subkey
+        "fpr:::::::::REVOKEDSUB:",
+        "sub:-:4096:1:CCCC:1500000000:1900000000:::::s::::::23:",
+        "fpr:::::::::SIGNINGSUB:",
+        "sub:-:4096:1:DDDD:1500000000::::::e::::::23:",  # encryption only
+        "fpr:::::::::ENCRYPTSUB:",
+        "keyring=/absent.gpg",
+        "max_map_count=65530",
+    ]
+    assert LogStackState().process(output) == {
+        "keyrings": {
+            "/k.gpg": {"fingerprints": ["PRIMARYFPR"], "signing_until": [None, 1900000000]},
+            "/absent.gpg": None,
+        },
+        "max_map_count": 65530,
+    }
