@@ -33,6 +33,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -1061,7 +1062,12 @@ def _log_stack_setting(description: dict, log: Log) -> dict:
     return {"install": not missing}
 
 
-def platform_description(state: LabState, log: Log = print) -> dict:
+def _to_stderr(message: str) -> None:
+    # stderr: pyinfra's own log stream (stdout may carry its --json output)
+    print(message, file=sys.stderr)
+
+
+def platform_description(state: LabState, log: Log = _to_stderr) -> dict:
     """The platform description of a running lab, for `kubi.inventory.declare`.
 
     Every address is first checked to route through the lab bridge (the safety rule).
