@@ -17,16 +17,12 @@ NGINX_ROLES = ("input", "output", "repository")
 
 cfg = platform()
 if set(me().roles) & set(NGINX_ROLES):
-    install = ops.packages(name="nginx packages", names=["nginx", "libnginx-mod-stream"])
+    ops.packages(name="nginx packages", names=["nginx", "libnginx-mod-stream"])
     for folder in (nginx.SITES_DIR, nginx.STREAMS_DIR):
         files.directory(name=f"folder {folder}", path=folder, mode="755")
-    # The package creates the default site on first install, within this very run.
-    ops.file(
-        name="no default site",
-        path="/etc/nginx/sites-enabled/default",
-        content=None,
-        created_earlier=install.will_change,
-    )
+    # The package creates the default site on first install, within this very run: the
+    # operation sees it when pyinfra executes it (facts are read again then).
+    ops.file(name="no default site", path="/etc/nginx/sites-enabled/default", content=None)
     ops.file(
         name="nginx.conf",
         path=f"{nginx.NGINX_DIR}/nginx.conf",

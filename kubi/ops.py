@@ -32,7 +32,6 @@ def file(
     group: str = "root",
     check: str | None = None,
     reload: str | None = None,
-    created_earlier: bool = False,
     make_dirs: bool = False,
 ):
     """
@@ -45,13 +44,11 @@ def file(
       failure the previous file is put back (or the new one removed), the command's own
       message is shown and the operation fails, so the running service is never broken
     + reload: command run after a successful change (e.g. ``systemctl reload nginx``)
-    + created_earlier: an earlier operation of this run creates the file (a package
-      install), so remove it even though it is absent while planning
     + make_dirs: create the parent folder (mode 755) when the file is new
 
-    Whether a previous version exists is decided on the host when the command runs, not
-    from the plan-time fact: a package installed earlier in the same run may have
-    created the file in between.
+    pyinfra runs an operation again when it executes it, with fresh facts, so a file that
+    an earlier operation of the same run creates (a package's default) is seen then; the
+    shell also decides on the host whether a previous version exists to restore.
 
     .. code:: python
 
@@ -61,7 +58,7 @@ def file(
     current = host.get_fact(ManagedFile, path=path)
 
     if content is None:
-        if current is not None or created_earlier:
+        if current is not None:
             yield _remove(path, check, reload)
         return
 
