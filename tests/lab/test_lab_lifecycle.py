@@ -1,8 +1,8 @@
 """The lab's own life cycle on this machine: up, idempotent up, down leaves nothing, down again.
 
 Other lab tests share one lab per session through a fixture. This test takes the lab down in
-the middle, so it records what was up when it started and brings the same lab back at the end
-(same host names and addresses, new host keys: clients use no known_hosts for lab hosts).
+the middle, so it runs last (tests/lab/conftest.py) and brings the same lab back at the end
+(same host names and addresses, new host keys, which `up` records in the lab's known_hosts).
 """
 
 from __future__ import annotations

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 
 import pytest
-
-from facts.host import MODULE_CONFIG  # noqa: F401  (documents where module names come from)
 
 DESCRIPTION = {
     "name": "plan",
@@ -34,6 +33,4 @@ def managed(content: str, mode: str = "644") -> dict:
 
 @pytest.fixture
 def description():
-    import copy
-
     return copy.deepcopy(DESCRIPTION)
