@@ -23,8 +23,10 @@ folder = cfg.charts.path.rstrip("/") or "/"
 
 if "repository" in me().roles:
     files.directory(name=f"chart folder {folder}", path=folder, mode="755")
-    charts.initial_index(
-        name="empty chart index (first deploy only)", path=f"{folder}/{charts.INDEX}"
+    ops.file_once(
+        name="empty chart index (first deploy only)",
+        path=f"{folder}/{charts.INDEX}",
+        content=charts.EMPTY_INDEX,  # the index is the repository's state: never reset
     )
     # Also made by deploys/registry.py: a redeploy of charts alone must not depend on it.
     files.directory(

@@ -67,8 +67,7 @@ ops.file(
     path="/etc/apt/apt.conf.d/90kubi-proxy",
     content=render("seed", "apt-proxy.conf", apt_proxy=apt_proxy) if apt_proxy else None,
 )
-upgrading = not facts["seeded"] or cfg.seed.upgrade == "always"
-ops.system_upgrade(
+upgrade = ops.system_upgrade(
     name=f"system update and upgrade (seed.upgrade={cfg.seed.upgrade})",
     marker=MARKER,
     upgrade=cfg.seed.upgrade,
@@ -77,7 +76,7 @@ ops.system_upgrade(
 ops.packages(
     name="base packages",
     names=BASE_PACKAGES + (KUBERNETES_PACKAGES if kube else []) + cfg.seed.extra_packages,
-    update=not upgrading,  # the upgrade just refreshed the package lists
+    update=not upgrade.will_change,  # the upgrade just refreshed the package lists
 )
 
 # --- time --------------------------------------------------------------------------------

@@ -33,15 +33,10 @@ import tarfile
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from io import BytesIO
 from pathlib import Path
 from typing import Any, Protocol
 
 import yaml
-from pyinfra import host
-from pyinfra.api import FileUploadCommand, operation
-
-from facts.files import ManagedFile
 
 INDEX = "index.yaml"
 # What `helm repo index` writes for an empty folder (minus the time stamp, so the file
@@ -54,35 +49,6 @@ SEVERITY = {0: "UNKNOWN", 1: "INFO", 2: "WARNING", 3: "ERROR"}
 
 class ChartError(Exception):
     """A chart cannot be published; the message says why and what to do."""
-
-
-# --- the deploy's operation ------------------------------------------------------------------
-
-
-@operation()
-def initial_index(path: str, content: str = EMPTY_INDEX):
-    """
-    Create the repository's index.yaml if it does not exist; never touch an existing one.
-
-    + path: the index file
-    + content: the index to start with (an empty, valid Helm index)
-
-    The index is the repository's state (every published chart is in it): a deploy must
-    not reset it. `ln` creates the file only if the name is free, atomically, so even a
-    publish between planning and running is never overwritten.
-
-    .. code:: python
-
-        charts.initial_index(path="/var/lib/kubi/charts/index.yaml")
-    """
-    if host.get_fact(ManagedFile, path=path) is not None:
-        return
-    new = shlex.quote(f"{path}.kubi-new")
-    yield FileUploadCommand(BytesIO(content.encode()), f"{path}.kubi-new")
-    yield (
-        f"chmod 644 {new} && chown root:root {new} && "
-        f"{{ ln {new} {shlex.quote(path)} 2>/dev/null || true; }} && rm -f {new}"
-    )
 
 
 # --- Helm ------------------------------------------------------------------------------------

@@ -69,18 +69,18 @@ def file(
             yield f"chmod {mode} {q} && chown {user}:{group} {q}"
         return
 
+    n = _names(path)
     prepare = []
     if make_dirs and current is None:
         prepare.append(f"mkdir -p -m 755 {shlex.quote(path.rsplit('/', 1)[0] or '/')}")
     if int(mode, 8) & 0o004 == 0:
         # Not world-readable (a secret): create the temporary file with its final mode and
         # owner first, as the upload keeps them; it never exists with wider access.
-        new = shlex.quote(f"{path}.kubi-new")
-        prepare.append(f"install -m {mode} -o {user} -g {group} /dev/null {new}")
+        prepare.append(f"install -m {mode} -o {user} -g {group} /dev/null {n['new']}")
     if prepare:
         yield " && ".join(prepare)
     yield FileUploadCommand(BytesIO(data), f"{path}.kubi-new")
-    yield _install(path, f"chmod {mode} {{new}} && chown {user}:{group} {{new}}", check, reload)
+    yield _install(n, f"chmod {mode} {n['new']} && chown {user}:{group} {n['new']}", check, reload)
 
 
 # Temporary names end in .kubi-new/.kubi-old so no `*.conf` include ever picks them up.
@@ -91,9 +91,9 @@ def _names(path: str) -> dict[str, str]:
     }
 
 
-def _install(path: str, prepare: str, check: str | None, reload: str | None) -> StringCommand:
-    n = _names(path)
-    prepare = prepare.format(**n)
+def _install(
+    n: dict[str, str], prepare: str, check: str | None, reload: str | None
+) -> StringCommand:
     if check is None:
         return _sh(
             f"{prepare} && mv -f {n['new']} {n['dst']}" + (f" && {reload}" if reload else "")
@@ -230,3 +230,29 @@ def service(unit: str, running: bool | None = True, enabled: bool | None = True)
         yield f"systemctl {'enable' if enabled else 'disable'} {u}"
     if running is not None and current["active"] is not running:
         yield f"systemctl {'start' if running else 'stop'} {u}"
+
+
+@operation()
+def file_once(path: str, content: str):
+    """
+    Create a file only if it does not exist; never touch an existing one.
+
+    + path: remote file (mode 644, root)
+    + content: what a new file starts with
+
+    For a file that holds state another tool writes (a Helm index): a deploy must not
+    reset it. `ln` creates the name only if it is free, atomically, so even a write
+    between planning and running is never overwritten.
+
+    .. code:: python
+
+        ops.file_once(path="/var/lib/kubi/charts/index.yaml", content="apiVersion: v1\n")
+    """
+    if host.get_fact(ManagedFile, path=path) is not None:
+        return
+    n = _names(path)
+    yield FileUploadCommand(BytesIO(content.encode()), f"{path}.kubi-new")
+    yield (
+        f"chmod 644 {n['new']} && chown root:root {n['new']} && "
+        f"{{ ln {n['new']} {n['dst']} 2>/dev/null || true; }} && rm -f {n['new']}"
+    )
