@@ -24,9 +24,9 @@ from pyinfra.facts.deb import DebPackages
 from pyinfra.operations import files, server
 
 from facts.graylog import GraylogInputs, LogStackState
-from facts.host import ServiceState
 from kubi import graylog, nginx, ops
 from kubi.deploy import addresses, me, platform
+from kubi.facts import ServiceState
 from kubi.secrets import for_platform
 from kubi.templates import render
 

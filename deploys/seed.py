@@ -10,7 +10,7 @@ on Kubernetes nodes also swap off and the kernel modules and sysctls kubeadm exp
 from pyinfra import host
 from pyinfra.operations import server
 
-from facts.host import SeedState
+from facts.seed import SeedState
 from kubi import ops
 from kubi.deploy import addresses, me, platform
 from kubi.templates import render

@@ -7,8 +7,8 @@ import weakref
 from pyinfra import host, state
 from pyinfra.context import ctx_state
 
-from facts.host import PrimaryIPv4
 from kubi.config import Host, Platform
+from kubi.facts import PrimaryIPv4
 from kubi.inventory import current
 
 # Per pyinfra state (one per run): weak keys, so a new state never sees an old one's data.

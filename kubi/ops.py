@@ -15,8 +15,7 @@ from pyinfra.api import FileUploadCommand, StringCommand, operation
 from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import FileContents
 
-from facts.files import ManagedFile
-from facts.host import ServiceState
+from kubi.facts import ManagedFile, ServiceState
 
 APT_ENV = "DEBIAN_FRONTEND=noninteractive"
 # Keep the admin's edits of conffiles, take the package's default for new ones; never prompt.

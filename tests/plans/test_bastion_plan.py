@@ -29,7 +29,7 @@ def people(description):
 def facts(accounts, files=None):
     return {
         "facts.bastion.KubiAccounts": {"_": accounts},
-        "facts.files.ManagedFile": {f"path={p}": (files or {}).get(p) for p in PATHS.values()},
+        "kubi.facts.ManagedFile": {f"path={p}": (files or {}).get(p) for p in PATHS.values()},
     }
 
 

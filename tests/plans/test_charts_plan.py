@@ -18,7 +18,7 @@ DIRS = ("/var/lib/kubi/charts", "/etc/nginx/repository.d")
 def fresh_facts():
     return {
         "files.Directory": {f"path={d}": None for d in DIRS},
-        "facts.files.ManagedFile": {f"path={INDEX}": None, f"path={LOCATION}": None},
+        "kubi.facts.ManagedFile": {f"path={INDEX}": None, f"path={LOCATION}": None},
     }
 
 
@@ -28,7 +28,7 @@ def converged_facts(description, published="apiVersion: v1\nentries:\n  demo: []
         "files.Directory": {
             f"path={d}": {"mode": 755, "user": "root", "group": "root"} for d in DIRS
         },
-        "facts.files.ManagedFile": {
+        "kubi.facts.ManagedFile": {
             f"path={INDEX}": managed(published),  # whatever publishes made of it
             f"path={LOCATION}": managed(written[LOCATION]),
         },
@@ -69,7 +69,7 @@ def test_charts_path_from_config(description):
     description["charts"] = {"path": "/srv/charts/"}
     facts = fresh_facts()
     facts["files.Directory"]["path=/srv/charts"] = None
-    facts["facts.files.ManagedFile"]["path=/srv/charts/index.yaml"] = None
+    facts["kubi.facts.ManagedFile"]["path=/srv/charts/index.yaml"] = None
     written = uploads(plan(DEPLOY, "repo1", description, facts))
     assert "alias /srv/charts/;" in written[LOCATION]
     assert "/srv/charts/index.yaml" in written

@@ -15,7 +15,7 @@ PATHS = (
 
 
 def facts(files=None):
-    return {"facts.files.ManagedFile": {f"path={p}": (files or {}).get(p) for p in PATHS}}
+    return {"kubi.facts.ManagedFile": {f"path={p}": (files or {}).get(p) for p in PATHS}}
 
 
 def test_fresh_input_host(description):

@@ -58,11 +58,11 @@ def fresh_facts():
             STATE_KEY: {"keyrings": dict.fromkeys(KEYRINGS), "max_map_count": 65530}
         },
         "deb.DebPackages": {"_": {"nginx": ["1.22.1"]}},
-        "facts.files.ManagedFile": {
+        "kubi.facts.ManagedFile": {
             f"path={p}": None for p in [*SITES.values(), *(f[0] for f in STACK_FILES)]
         },
         "files.Directory": {"path=/etc/kubi/graylog": None},
-        "facts.host.ServiceState": {f"unit={u}": {"active": False, "enabled": None} for u in UNITS},
+        "kubi.facts.ServiceState": {f"unit={u}": {"active": False, "enabled": None} for u in UNITS},
         "facts.graylog.GraylogInputs": {INPUTS_KEY: None},
     }
 
@@ -87,14 +87,14 @@ def converged_facts(description):
             }
         },
         "deb.DebPackages": {"_": {"nginx": ["1.22.1"], **INSTALLED}},
-        "facts.files.ManagedFile": {
+        "kubi.facts.ManagedFile": {
             **{f"path={p}": managed(written[p]) for p in SITES.values()},
             **{f"path={p}": _owned(written[p], m, u, g) for p, m, u, g in STACK_FILES},
         },
         "files.Directory": {
             "path=/etc/kubi/graylog": {"mode": 700, "user": "root", "group": "root"}
         },
-        "facts.host.ServiceState": {f"unit={u}": {"active": True, "enabled": True} for u in UNITS},
+        "kubi.facts.ServiceState": {f"unit={u}": {"active": True, "enabled": True} for u in UNITS},
         "facts.graylog.GraylogInputs": {
             INPUTS_KEY: [
                 {

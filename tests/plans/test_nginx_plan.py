@@ -14,11 +14,11 @@ def fresh_facts():
     return {
         "deb.DebPackages": {"_": {}},
         "files.Directory": {f"path={d}": None for d in DIRS},
-        "facts.files.ManagedFile": {
+        "kubi.facts.ManagedFile": {
             "path=/etc/nginx/sites-enabled/default": None,
             "path=/etc/nginx/nginx.conf": None,
         },
-        "facts.host.ServiceState": {"unit=nginx": {"active": False, "enabled": None}},
+        "kubi.facts.ServiceState": {"unit=nginx": {"active": False, "enabled": None}},
     }
 
 
@@ -31,11 +31,11 @@ def converged_facts(description, host):
         "files.Directory": {
             f"path={d}": {"mode": 755, "user": "root", "group": "root"} for d in DIRS
         },
-        "facts.files.ManagedFile": {
+        "kubi.facts.ManagedFile": {
             "path=/etc/nginx/sites-enabled/default": None,
             "path=/etc/nginx/nginx.conf": managed(conf),
         },
-        "facts.host.ServiceState": {"unit=nginx": {"active": True, "enabled": True}},
+        "kubi.facts.ServiceState": {"unit=nginx": {"active": True, "enabled": True}},
     }
 
 
@@ -70,7 +70,7 @@ def test_cluster_nodes_get_no_nginx(description, host):
 
 def test_default_site_put_back_by_hand_is_removed_again(description):
     facts = converged_facts(description, "in1")
-    facts["facts.files.ManagedFile"]["path=/etc/nginx/sites-enabled/default"] = managed("server {}")
+    facts["kubi.facts.ManagedFile"]["path=/etc/nginx/sites-enabled/default"] = managed("server {}")
     assert plan("deploys/nginx.py", "in1", description, facts) == [
         "no default site: sh -c 'rm -f /etc/nginx/sites-enabled/default'"
     ]

@@ -14,8 +14,8 @@ MIRROR = "/etc/apt-cacher-ng/backends_debian"
 def facts(files=None, installed=None, active=False):
     return {
         "deb.DebPackages": {"_": installed or {}},
-        "facts.files.ManagedFile": {f"path={p}": (files or {}).get(p) for p in (CONF, MIRROR)},
-        "facts.host.ServiceState": {"unit=apt-cacher-ng": {"active": active, "enabled": active}},
+        "kubi.facts.ManagedFile": {f"path={p}": (files or {}).get(p) for p in (CONF, MIRROR)},
+        "kubi.facts.ServiceState": {"unit=apt-cacher-ng": {"active": active, "enabled": active}},
     }
 
 

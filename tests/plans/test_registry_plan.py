@@ -27,7 +27,7 @@ REPO_FILES = (
 )
 NODE_FILES = (CA_FILE, f"{CONTAINERD}/ca.crt", f"{CONTAINERD}/hosts.toml")
 DIRS = ("/var/lib/docker-registry", "/etc/nginx/repository.d")
-SERVICE = "facts.host.ServiceState"
+SERVICE = "kubi.facts.ServiceState"
 
 # Built in two parts so that no committed file carries a private-key header.
 KEY_HEADER = "-----BEGIN " + "PRIVATE KEY-----"
@@ -41,7 +41,7 @@ def description(description, tmp_path):
 
 def fresh_facts(paths=REPO_FILES):
     return {
-        "facts.files.ManagedFile": {f"path={p}": None for p in paths},
+        "kubi.facts.ManagedFile": {f"path={p}": None for p in paths},
         "deb.DebPackages": {"_": {"nginx": ["1.22.1"]}},
         "files.Directory": {f"path={d}": None for d in DIRS},
         SERVICE: {"unit=docker-registry": {"active": False, "enabled": None}},
@@ -59,7 +59,7 @@ def converged_facts(description, host, paths=REPO_FILES):
         if p in written:
             files[f"path={p}"] = {**managed(written[p], "640"), "group": "www-data"}
     return {
-        "facts.files.ManagedFile": files,
+        "kubi.facts.ManagedFile": files,
         "deb.DebPackages": {"_": {"nginx": ["1.22.1"], "docker-registry": ["2.8.2+ds1-1"]}},
         "files.Directory": {
             "path=/var/lib/docker-registry": {
@@ -156,7 +156,7 @@ def test_converged_repository_host_plans_nothing(description):
 
 def test_changed_configuration_restarts_the_registry_once(description):
     facts = converged_facts(description, "repo1")
-    facts["facts.files.ManagedFile"]["path=/etc/docker/registry/config.yml"] = managed("old")
+    facts["kubi.facts.ManagedFile"]["path=/etc/docker/registry/config.yml"] = managed("old")
     lines = plan(DEPLOY, "repo1", description, facts)
     assert [line.split(": ", 1)[0] for line in lines] == [
         "registry configuration",
@@ -205,7 +205,7 @@ def test_other_service_hosts_get_only_the_ca(description, host):
     assert [line.split(": ", 1)[0] for line in lines] == [
         "platform CA trusted by the system (kubi-plan)"
     ] * 2
-    converged = {"facts.files.ManagedFile": {f"path={CA_FILE}": managed(uploads(lines)[CA_FILE])}}
+    converged = {"kubi.facts.ManagedFile": {f"path={CA_FILE}": managed(uploads(lines)[CA_FILE])}}
     assert plan(DEPLOY, host, description, converged) == []
 
 
@@ -249,7 +249,7 @@ def test_operator_certificate_installs_no_ca(description, tmp_path):
     assert not (tmp_path / "secrets" / "ca.crt").exists()  # no platform CA made for this
     # A CA kubi installed earlier is removed again (and the store refreshed).
     facts = fresh_facts(NODE_FILES)
-    facts["facts.files.ManagedFile"][f"path={CA_FILE}"] = managed("old CA")
+    facts["kubi.facts.ManagedFile"][f"path={CA_FILE}"] = managed("old CA")
     lines = plan(DEPLOY, "w1", description, facts)
     assert "update-ca-certificates --fresh" in [line for line in lines if CA_FILE in line][0]
     toml = uploads(lines)[f"{CONTAINERD}/hosts.toml"]

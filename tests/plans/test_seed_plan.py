@@ -7,7 +7,7 @@ import pytest
 from .conftest import managed
 from .harness import plan, uploads
 
-SEED_STATE = "facts.host.SeedState"
+SEED_STATE = "facts.seed.SeedState"
 KUBE_KEY = (
     "marker=/var/lib/kubi/seeded, modules=overlay,br_netfilter, sysctls="
     "net.bridge.bridge-nf-call-iptables,net.bridge.bridge-nf-call-ip6tables,net.ipv4.ip_forward"
@@ -58,9 +58,9 @@ def fresh_facts(key=KUBE_KEY, **seed_state):
     state.update(seed_state)
     return {
         SEED_STATE: {key: state},
-        "facts.files.ManagedFile": {f"path={p}": None for p in PATHS.values()},
+        "kubi.facts.ManagedFile": {f"path={p}": None for p in PATHS.values()},
         "deb.DebPackages": {"_": {"openssh-server": ["1"]}},
-        "facts.host.ServiceState": {"unit=chrony": {"active": False, "enabled": None}},
+        "kubi.facts.ServiceState": {"unit=chrony": {"active": False, "enabled": None}},
         "files.FileContents": {"path=/etc/hosts": ["127.0.0.1\tlocalhost"]},
     }
 
@@ -85,11 +85,11 @@ def converged_facts(description, host, key=KUBE_KEY, **seed_state):
     state.update(seed_state)
     return {
         SEED_STATE: {key: state},
-        "facts.files.ManagedFile": {
+        "kubi.facts.ManagedFile": {
             f"path={p}": managed(written[p]) if p in written else None for p in PATHS.values()
         },
         "deb.DebPackages": {"_": ALL_PACKAGES},
-        "facts.host.ServiceState": {"unit=chrony": {"active": True, "enabled": True}},
+        "kubi.facts.ServiceState": {"unit=chrony": {"active": True, "enabled": True}},
         "files.FileContents": {"path=/etc/hosts": written["/etc/hosts"].splitlines()},
     }
 
@@ -172,7 +172,7 @@ def test_lab_container_builtin_modules_and_clock(description):
             "net.bridge.bridge-nf-call-ip6tables": "1",
         },
     )
-    facts["facts.host.ServiceState"]["unit=chrony"] = {"active": False, "enabled": True}
+    facts["kubi.facts.ServiceState"]["unit=chrony"] = {"active": False, "enabled": True}
     lines = plan("deploys/seed.py", "w1", description, facts)
     # Built-in modules are never modprobed; chrony is not started in a container; only
     # the one sysctl that differs triggers applying the platform's own sysctl file.
@@ -208,7 +208,7 @@ def test_new_package_on_a_seeded_host_refreshes_lists_first(description):
 def test_no_proxy_configured_removes_ours(description):
     del description["apt_proxy"]
     facts = converged_facts(description, "cp1")
-    facts["facts.files.ManagedFile"][f"path={PATHS['proxy']}"] = managed("old proxy\n")
+    facts["kubi.facts.ManagedFile"][f"path={PATHS['proxy']}"] = managed("old proxy\n")
     assert plan("deploys/seed.py", "cp1", description, facts) == [
         f"apt proxy: sh -c 'rm -f {PATHS['proxy']}'"
     ]

@@ -12,10 +12,10 @@ from .test_nginx_mechanism import Nginx, pytestmark  # noqa: F401  (same nginx r
 
 def test_cockpit_configuration_is_valid_nginx(tmp_path):
     description = copy.deepcopy(DESCRIPTION)
-    files = {"facts.files.ManagedFile": {}}
+    files = {"kubi.facts.ManagedFile": {}}
     for path in ("/var/www/kubi-cockpit/index.html", "/etc/nginx/sites.conf.d/cockpit.conf",
                  "/etc/nginx/streams.conf.d/kube-api.conf"):
-        files["facts.files.ManagedFile"][f"path={path}"] = None  # fmt: skip
+        files["kubi.facts.ManagedFile"][f"path={path}"] = None  # fmt: skip
     written = uploads(plan("deploys/cockpit.py", "in1", description, files))
     server = Nginx(tmp_path)
     (tmp_path / "sites.conf.d" / "cockpit.conf").write_text(

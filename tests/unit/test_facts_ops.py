@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 
-from facts.files import ManagedFile
-from facts.host import SeedState, ServiceState
+from facts.seed import SeedState
 from kubi import ops
+from kubi.facts import ManagedFile, ServiceState
 
 from .localrun import LocalHost, run_op
 

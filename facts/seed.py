@@ -1,4 +1,4 @@
-"""Facts about a host's system state, batched into one command each."""
+"""Facts of the seed (every host's base state), batched into one command."""
 
 from __future__ import annotations
 
@@ -73,38 +73,3 @@ class SeedState(FactBase):
         state["swap_active"] = int(raw.get("swap_active") or 0)
         state["swap_fstab"] = int(raw.get("swap_fstab") or 0)
         return state
-
-
-class PrimaryIPv4(FactBase):
-    """The host's first global IPv4 address (used when the config gives no ``ip``)."""
-
-    def command(self) -> str:
-        return "ip -4 -o addr show scope global | awk '{split($4, a, \"/\"); print a[1]; exit}'"
-
-    def process(self, output: list[str]) -> str | None:
-        return output[0].strip() if output else None
-
-
-class ServiceState(FactBase):
-    """
-    Whether a systemd unit is active and enabled, in one round trip:
-
-    .. code:: python
-
-        {"active": True, "enabled": True}   # or {"active": False, "enabled": None} if unknown
-    """
-
-    def command(self, unit: str) -> str:
-        u = shlex.quote(unit)
-        return f"echo active=$(systemctl is-active {u}); echo enabled=$(systemctl is-enabled {u})"
-
-    def process(self, output: list[str]) -> dict:
-        raw = dict(line.split("=", 1) for line in output if "=" in line)
-        enabled = raw.get("enabled", "")
-        return {
-            "active": raw.get("active") == "active",
-            # is-enabled prints nothing (or "not-found") for a unit that is not installed yet.
-            "enabled": True
-            if enabled in ("enabled", "enabled-runtime", "alias")
-            else (False if enabled in ("disabled", "masked") else None),
-        }
