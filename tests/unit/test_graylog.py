@@ -16,7 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from kubi import graylog
-from kubi.config import LOG_STACK_MATRIX, Versions, validate
+from kubi.config import Versions, validate
+from kubi.config.matrices import log_stack
 from tests.plans.conftest import DESCRIPTION
 from tests.plans.harness import plan, uploads
 from tests.plans.test_graylog_plan import fresh_facts
@@ -26,9 +27,9 @@ from .test_nginx_mechanism import MODULES, NGINX, Nginx
 # --- repositories and the version matrix ---------------------------------------------------
 
 
-@pytest.mark.parametrize("release", sorted(LOG_STACK_MATRIX))
+@pytest.mark.parametrize("release", sorted(log_stack().graylog))
 def test_every_matrix_release_has_repositories(release):
-    newest = LOG_STACK_MATRIX[release]["opensearch"][1]
+    newest = log_stack().graylog[release].opensearch.high
     versions = Versions(graylog=release, opensearch=f"{newest}.0", mongodb="7.0")
     by_name = {r.name: r for r in graylog.repositories(versions)}
     assert list(by_name) == ["mongodb", "opensearch", "graylog"]  # install order

@@ -1,0 +1,177 @@
+"""The components of a platform, in the order `deploys/all.py` converges them.
+
+This list is the one place that names them. `deploys/all.py` runs them in this order, the
+config checks the `components` switches against it, the cockpit renders the UI routes it
+declares, and the verification suites take each component's hosts from it.
+
+A component called ``<name>`` has, by that same name:
+
+- ``deploys/<name>.py``: a function ``<name>()`` decorated with pyinfra's ``@deploy``,
+  which the file also runs when pyinfra is given the file itself;
+- ``templates/<name>/``: its Jinja2 templates (when it has any);
+- its settings model in ``kubi/config/<name>.py`` and one field of that type in
+  ``kubi/config/platform.py``'s ``Settings`` (when it has settings);
+- ``tests/verify/test_<name>.py`` and ``tests/plans/test_<name>_plan.py``.
+
+README.md ("Adding a component") gives the recipe; tests/unit/test_component_recipe.py
+follows it for a tiny component.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+ALL_ROLES = ("input", "output", "repository", "control_plane", "workers")
+SERVICE_ROLES = ("input", "output", "repository")
+
+
+@dataclass(frozen=True)
+class UiRoute:
+    """A web UI the cockpit publishes as ``http://<name>.localhost:<cockpit port>/``.
+
+    + name: the UI's name (``grafana``); it also answers as ``<name>.<domain>`` upstream
+    + title: what the landing page shows
+    + backend: where it runs: ``admin_ingress`` (in the cluster, through the admin ingress
+      NodePort of the workers) or ``output`` (the output host's nginx, port 80)
+    + headers: extra request headers the UI needs behind a proxy (nginx variables allowed)
+    """
+
+    name: str
+    title: str
+    backend: Literal["admin_ingress", "output"]
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Component:
+    """One component of the platform.
+
+    + name: its one name (deploy file, function, templates, settings, tests)
+    + summary: one line for people (the README's table says the same)
+    + roles: the host roles it runs on; `deploys/all.py` calls it only there
+    + settings: the `Settings` field it reads (``None``: it has no section of its own)
+    + ui: the web UIs it publishes through the cockpit
+    + default: whether it is on when the inventory's ``components`` does not name it
+    + needs: components that must be on for it to work
+    """
+
+    name: str
+    summary: str
+    roles: tuple[str, ...]
+    settings: str | None
+    ui: tuple[UiRoute, ...] = ()
+    default: bool = True
+    needs: tuple[str, ...] = field(default=())
+
+    @property
+    def deploy_file(self) -> str:
+        return f"deploys/{self.name}.py"
+
+    @property
+    def verify_suite(self) -> str:
+        return f"tests/verify/test_{self.name}.py"
+
+
+COMPONENTS: tuple[Component, ...] = (
+    # First: with package_proxy.for_all_hosts the seed of every other host installs
+    # through it.
+    Component(
+        "package_proxy",
+        "apt-cacher-ng on the repository host, so every host can install through it",
+        roles=("repository",),
+        settings="package_proxy",
+    ),
+    Component(
+        "seed",
+        "system update, base packages, time, names, SSH hardening; node prerequisites",
+        roles=ALL_ROLES,
+        settings="seed",
+    ),
+    Component(
+        "nginx",
+        "the raw nginx of the service hosts, with folders other components fill",
+        roles=SERVICE_ROLES,
+        settings="nginx",
+        needs=("seed",),
+    ),
+    Component(
+        "bastion",
+        "people's accounts (keys only); operators jump, developers do not",
+        roles=ALL_ROLES,
+        settings="users",
+        needs=("seed",),
+    ),
+    Component(
+        "cockpit",
+        "every UI and the Kubernetes API behind the input host's 127.0.0.1",
+        roles=("input",),
+        settings="cockpit",
+        needs=("nginx",),
+    ),
+    Component(
+        "registry",
+        "Docker registry behind nginx (TLS, basic auth); every host trusts the platform CA",
+        roles=ALL_ROLES,
+        settings="registry",
+        needs=("nginx",),
+    ),
+    Component(
+        "charts",
+        "the Helm chart repository, served by the registry's TLS server",
+        roles=("repository",),
+        settings="charts",
+        needs=("registry",),
+    ),
+    Component(
+        "graylog",
+        "Graylog, OpenSearch and MongoDB, a GELF TCP input, nginx in front",
+        roles=("output",),
+        settings="graylog",
+        ui=(
+            UiRoute(
+                "graylog",
+                "Graylog",
+                backend="output",
+                # Graylog builds its links from this header: the address the browser uses.
+                headers=(("X-Graylog-Server-URL", "http://$http_host/"),),
+            ),
+        ),
+        needs=("nginx",),
+    ),
+)
+
+NAMES = tuple(c.name for c in COMPONENTS)
+
+
+def get(name: str) -> Component:
+    for component in COMPONENTS:
+        if component.name == name:
+            return component
+    raise KeyError(f"no component {name!r}; the components are {', '.join(NAMES)}")
+
+
+def check_switches(switches: dict[str, bool]) -> list[str]:
+    """Problems of the inventory's ``components`` switches: unknown names, and a component
+    turned on while one it needs is off."""
+    import difflib
+
+    problems = []
+    for name in switches:
+        if name not in NAMES:
+            close = difflib.get_close_matches(name, NAMES, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(
+                f"field 'components.{name}': unknown component{hint}; the components are "
+                f"{', '.join(NAMES)}"
+            )
+    on = {c.name for c in COMPONENTS if switches.get(c.name, c.default)}
+    for component in COMPONENTS:
+        if component.name in on:
+            for needed in component.needs:
+                if needed not in on:
+                    problems.append(
+                        f"field 'components': {component.name} is on but {needed}, which it "
+                        f"needs, is off: turn {needed} on or {component.name} off"
+                    )
+    return problems

@@ -1,0 +1,92 @@
+"""Version matrices: data files beside this module, checked when they are loaded.
+
+A matrix is data a maintainer edits (a new Graylog series, next a new Kubernetes minor),
+so it lives in a TOML file, not in code. Loading it validates its shape; a malformed file
+stops kubi with the file, the entry and what is wrong, before any platform is read.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from functools import cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, ValidationError, model_validator
+
+from kubi.config.types import SERIES, Section
+
+DATA_DIR = Path(__file__).resolve().parent
+
+Series = Annotated[str, Field(pattern=SERIES)]
+
+
+def series_key(series: str) -> tuple[int, int]:
+    """'2.15' or '2.15.0' -> (2, 15), for comparing release series."""
+    major, minor = series.split(".")[:2]
+    return int(major), int(minor)
+
+
+class SeriesRange(Section):
+    """[lowest, highest] series, both included."""
+
+    low: Series
+    high: Series
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_pair(cls, value: object) -> object:
+        if isinstance(value, list):
+            if len(value) != 2:
+                raise ValueError("must be [lowest, highest]")
+            return {"low": value[0], "high": value[1]}
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SeriesRange:
+        if series_key(self.low) > series_key(self.high):
+            raise ValueError(f"lowest {self.low} is above highest {self.high}")
+        return self
+
+    def __contains__(self, version: str) -> bool:
+        return series_key(self.low) <= series_key(version) <= series_key(self.high)
+
+
+class LogStackRow(Section):
+    """What one Graylog series supports."""
+
+    opensearch: SeriesRange
+    mongodb: SeriesRange
+
+
+class LogStackMatrix(Section):
+    graylog: dict[Series, LogStackRow] = Field(min_length=1)
+
+
+class MatrixError(Exception):
+    """A matrix file that kubi cannot use; the message names the file and the entry."""
+
+
+def load(name: str, model: type[Section], directory: Path = DATA_DIR) -> Section:
+    """Read and check `<directory>/<name>.toml` against `model`."""
+    path = directory / f"{name}.toml"
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise MatrixError(f"{path}: cannot be read as TOML ({exc}); fix the file") from None
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg'].removeprefix('Value error, ')}"
+            for err in exc.errors()
+        ]
+        raise MatrixError(f"{path}: " + "; ".join(problems)) from None
+
+
+@cache
+def log_stack() -> LogStackMatrix:
+    """The log stack's matrix (kubi/config/log_stack.toml)."""
+    matrix = load("log_stack", LogStackMatrix)
+    assert isinstance(matrix, LogStackMatrix)
+    return matrix

@@ -1,0 +1,225 @@
+"""The one `Platform` object, assembled here from every section, and `validate()`.
+
+`Settings` lists every section explicitly, one field per component that has settings
+(its model lives in `kubi/config/<component>.py`) plus the platform-wide ones. An
+inventory's description is validated into a `Platform` or refused with every problem at
+once, in three independent passes so that one mistake does not hide another: the pydantic
+model (types, unknown keys, files), the topology of the role groups, and the network
+ranges; the checks that need several sections run last, once those are valid.
+"""
+
+from __future__ import annotations
+
+import os
+from ipaddress import IPv4Address
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, Field, StrictBool, ValidationError
+
+from kubi import components
+from kubi.config import errors, topology
+from kubi.config.bastion import User
+from kubi.config.charts import ChartsSettings
+from kubi.config.cockpit import CockpitSettings
+from kubi.config.common import HostData, NetworkSettings, SshSettings
+from kubi.config.graylog import GraylogSettings
+from kubi.config.ingress import IngressSettings
+from kubi.config.nginx import NginxSettings
+from kubi.config.package_proxy import PackageProxySettings
+from kubi.config.registry import RegistrySettings
+from kubi.config.roles import KUBERNETES_ROLES, ROLES, Role
+from kubi.config.seed import SeedSettings
+from kubi.config.types import HostName, ProxyUrl, Section
+from kubi.config.versions import Versions
+
+
+def _host_entry(value: Any) -> Any:
+    """A host is a name or (name, data): normalise to the tuple form."""
+    return (value, {}) if isinstance(value, str) else value
+
+
+HostEntry = Annotated[tuple[HostName, HostData], BeforeValidator(_host_entry)]
+
+
+class Settings(Section):
+    """Platform-wide settings, each section with documented defaults."""
+
+    # --- platform-wide
+    domain: HostName = "kubi.internal"
+    apt_proxy: ProxyUrl | None = None
+    secrets_dir: Path | None = Field(
+        None, description="where generated secrets live (0700); default ~/.local/share/kubi/<name>"
+    )
+    ssh: SshSettings = SshSettings()
+    network: NetworkSettings = NetworkSettings()
+    versions: Versions = Versions()
+    components: dict[str, StrictBool] = Field(
+        default_factory=dict,
+        description="turn components on or off by name; default: each component's default",
+    )
+    # --- one section per component (kubi.components names which one reads which)
+    seed: SeedSettings = SeedSettings()
+    nginx: NginxSettings = NginxSettings()
+    users: list[User] = Field(default_factory=list)
+    cockpit: CockpitSettings = CockpitSettings()
+    ingress: IngressSettings = IngressSettings()
+    registry: RegistrySettings = RegistrySettings()
+    charts: ChartsSettings = ChartsSettings()
+    package_proxy: PackageProxySettings = PackageProxySettings()
+    graylog: GraylogSettings = GraylogSettings()
+
+
+class Description(Settings):
+    """What an inventory file hands to `kubi.inventory.declare` (the raw input)."""
+
+    name: HostName
+    groups: dict[Role, list[HostEntry]]
+    group_data: dict[Role, HostData] = Field(default_factory=dict)
+
+
+class Host(Section):
+    """One platform host after merging platform, group and host data."""
+
+    name: str
+    roles: tuple[Role, ...]
+    address: str
+    ip: IPv4Address | None
+    ssh_user: str
+    ssh_port: int
+    ssh_key: Path | None
+
+    @property
+    def short_name(self) -> str:
+        return self.name.split(".")[0]
+
+    @property
+    def is_kubernetes_node(self) -> bool:
+        return any(role in KUBERNETES_ROLES for role in self.roles)
+
+
+class Platform(Settings):
+    """The one validated config object every deploy reads."""
+
+    name: str
+    hosts: tuple[Host, ...]
+
+    def host(self, name: str) -> Host:
+        for host in self.hosts:
+            if host.name == name:
+                return host
+        raise KeyError(f"host {name!r} is not part of platform {self.name!r}")
+
+    def role(self, role: Role) -> tuple[Host, ...]:
+        return tuple(h for h in self.hosts if role in h.roles)
+
+    def enabled(self, name: str) -> bool:
+        """Whether the component `name` is on (the `components` switch, else its default)."""
+        return self.components.get(name, components.get(name).default)
+
+    @property
+    def enabled_components(self) -> tuple[components.Component, ...]:
+        """The components this platform runs, in converge order."""
+        return tuple(c for c in components.COMPONENTS if self.enabled(c.name))
+
+    @property
+    def ui_routes(self) -> tuple[components.UiRoute, ...]:
+        """Every web UI the cockpit publishes: those of the components that are on."""
+        return tuple(route for c in self.enabled_components for route in c.ui)
+
+    @property
+    def repository_alias(self) -> str:
+        """The stable name every host resolves to the repository host (via /etc/hosts)."""
+        return f"repository.{self.domain}"
+
+    @property
+    def admin_ingress_nodes(self) -> tuple[Host, ...]:
+        """Workers that carry the admin ingress (a DaemonSet on every worker)."""
+        return self.role("workers")
+
+    def ui_hostname(self, ui: str) -> str:
+        """Host name a UI answers to upstream, e.g. grafana.<domain> on the admin ingress."""
+        return f"{ui}.{self.domain}"
+
+    def apt_proxy_for(self, host: Host) -> str | None:
+        """The apt proxy a host installs through: the repository host's package proxy when
+        `package_proxy.for_all_hosts` is on (except for the repository host itself)."""
+        if self.package_proxy.for_all_hosts and "repository" not in host.roles:
+            return f"http://{self.repository_alias}:{self.package_proxy.port}"
+        return self.apt_proxy
+
+    @property
+    def secrets_path(self) -> Path:
+        """Where this platform's generated secrets are kept (outside the repository)."""
+        if self.secrets_dir is not None:
+            return self.secrets_dir.expanduser()
+        base = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))
+        return base / "kubi" / self.name
+
+
+# Models of the top-level keys, for "did you mean" on a misspelt nested key.
+SECTION_MODELS: dict[str, type[BaseModel]] = {
+    **{name: field.annotation for name, field in Settings.model_fields.items()
+       if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)},
+    "users": User,
+    "group_data": HostData,
+    "groups": HostData,
+}  # fmt: skip
+
+
+def validate(raw: dict[str, Any], source: str = "platform") -> Platform:
+    """Validate a platform description; raise ConfigError listing every problem."""
+    problems: list[str] = []
+    desc: Description | None = None
+    try:
+        desc = Description.model_validate(raw)
+    except ValidationError as exc:
+        problems += [errors.describe(err, raw, SECTION_MODELS, Description) for err in exc.errors()]
+
+    problems += topology.check_groups(raw.get("groups"))
+    if desc is not None or "network" in raw:
+        problems += topology.check_network(desc.network if desc else raw.get("network"))
+    if desc is not None:
+        problems += components.check_switches(desc.components)
+
+    if desc is not None and not problems:
+        platform = _build(desc)
+        problems += topology.check_hosts(platform)
+        if not problems:
+            return platform
+    raise errors.ConfigError(problems, source)
+
+
+def _build(desc: Description) -> Platform:
+    """Merge platform defaults, group data and host data into one Host per name."""
+    merged: dict[str, dict[str, Any]] = {}
+    roles: dict[str, list[Role]] = {}
+    for role in ROLES:
+        for entry in desc.groups.get(role, []):  # type: ignore[call-overload]
+            name, data = entry
+            fields = merged.setdefault(name, {})
+            for source in (desc.group_data.get(role, HostData()), data):  # type: ignore[call-overload]
+                fields.update(source.model_dump(exclude_none=True))
+            roles.setdefault(name, []).append(role)  # type: ignore[arg-type]
+    hosts = []
+    for name, fields in merged.items():
+        address = fields.get("address", name)
+        ip = fields.get("ip")
+        if ip is None:
+            try:
+                ip = IPv4Address(address)
+            except ValueError:
+                ip = None
+        hosts.append(
+            Host(
+                name=name,
+                roles=tuple(roles[name]),
+                address=address,
+                ip=ip,
+                ssh_user=fields.get("ssh_user", desc.ssh.user),
+                ssh_port=fields.get("ssh_port", desc.ssh.port),
+                ssh_key=fields.get("ssh_key", desc.ssh.key),
+            )
+        )
+    settings = {field: getattr(desc, field) for field in Settings.model_fields}
+    return Platform(name=desc.name, hosts=tuple(hosts), **settings)
