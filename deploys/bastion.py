@@ -14,77 +14,84 @@ from pyinfra.operations import server
 
 from facts.bastion import GROUPS, KubiAccounts
 from kubi import ops
-from kubi.deploy import me, platform
+from kubi.deploy import component, entry_script, me, platform
 from kubi.templates import render
 
-cfg = platform()
-node = me()
-is_input = "input" in node.roles
-people = [u for u in cfg.users if is_input or u.role == "ops"]
-accounts = host.get_fact(KubiAccounts)
 
-missing_groups = [g for g in GROUPS if g not in accounts["groups"]]
-if missing_groups:
-    server.shell(
-        name=f"groups {' '.join(missing_groups)}",
-        commands=[f"groupadd --system {g}" for g in missing_groups],
-    )
+@component("bastion")
+def bastion() -> None:
+    cfg = platform()
+    node = me()
+    is_input = "input" in node.roles
+    people = [u for u in cfg.users if is_input or u.role == "ops"]
+    accounts = host.get_fact(KubiAccounts)
 
-for person in people:
-    group = f"kubi-{person.role}"
-    member_of = [g for g, members in accounts["groups"].items() if person.name in members]
-    if person.name not in accounts["users"]:
+    missing_groups = [g for g in GROUPS if g not in accounts["groups"]]
+    if missing_groups:
         server.shell(
-            name=f"account {person.name} ({person.role})",
-            commands=[
-                # useradd refuses a name some other account already has: no silent takeover.
-                f"useradd --create-home --shell /bin/bash --groups {group} "
-                f"--comment 'kubi {person.role}' {person.name}",
-                # '*': no password can match, yet the account is not "locked" for sshd keys.
-                f"usermod --password '*' {person.name}",
-                f"install -d -m 700 -o {person.name} -g {person.name} ~{person.name}/.ssh",
-            ],
+            name=f"groups {' '.join(missing_groups)}",
+            commands=[f"groupadd --system {g}" for g in missing_groups],
         )
-    elif member_of != [group]:
+
+    for person in people:
+        group = f"kubi-{person.role}"
+        member_of = [g for g, members in accounts["groups"].items() if person.name in members]
+        if person.name not in accounts["users"]:
+            server.shell(
+                name=f"account {person.name} ({person.role})",
+                commands=[
+                    # useradd refuses a name some other account already has: no silent takeover.
+                    f"useradd --create-home --shell /bin/bash --groups {group} "
+                    f"--comment 'kubi {person.role}' {person.name}",
+                    # '*': no password can match, yet the account is not "locked" for sshd keys.
+                    f"usermod --password '*' {person.name}",
+                    f"install -d -m 700 -o {person.name} -g {person.name} ~{person.name}/.ssh",
+                ],
+            )
+        elif member_of != [group]:
+            server.shell(
+                name=f"account {person.name} now {person.role}",
+                commands=[f"gpasswd --delete {person.name} {g}" for g in member_of]
+                + [f"gpasswd --add {person.name} {group}"],
+            )
+        home = accounts["users"].get(person.name, {}).get("home", f"/home/{person.name}")
+        ops.file(
+            name=f"ssh keys of {person.name}",
+            path=f"{home}/.ssh/authorized_keys",
+            content="".join(f"{key}\n" for key in person.keys),
+            mode="600",
+            user=person.name,
+            group=person.name,
+        )
+
+    wanted = {p.name for p in people}
+    for name in sorted(set(accounts["users"]) - wanted):
         server.shell(
-            name=f"account {person.name} now {person.role}",
-            commands=[f"gpasswd --delete {person.name} {g}" for g in member_of]
-            + [f"gpasswd --add {person.name} {group}"],
+            name=f"remove account {name} (no longer in the config)",
+            commands=[f"pkill -KILL -u {name} || true", f"userdel --remove {name}"],
         )
-    home = accounts["users"].get(person.name, {}).get("home", f"/home/{person.name}")
+
     ops.file(
-        name=f"ssh keys of {person.name}",
-        path=f"{home}/.ssh/authorized_keys",
-        content="".join(f"{key}\n" for key in person.keys),
-        mode="600",
-        user=person.name,
-        group=person.name,
+        name="sudo for operators",
+        path="/etc/sudoers.d/kubi-ops",
+        content=render("bastion", "sudoers"),
+        mode="440",
+        check="visudo -c",
     )
 
-wanted = {p.name for p in people}
-for name in sorted(set(accounts["users"]) - wanted):
-    server.shell(
-        name=f"remove account {name} (no longer in the config)",
-        commands=[f"pkill -KILL -u {name} || true", f"userdel --remove {name}"],
-    )
+    if is_input:
+        ops.file(
+            name="ssh forwarding policy (ops jump, devs local only)",
+            path="/etc/ssh/sshd_config.d/20-kubi-bastion.conf",
+            content=render(
+                "bastion",
+                "sshd-bastion.conf",
+                dev_ports=[cfg.cockpit.port, cfg.cockpit.api_port],
+            ),
+            check="sshd -t",
+            reload="systemctl reload ssh",
+        )
 
-ops.file(
-    name="sudo for operators",
-    path="/etc/sudoers.d/kubi-ops",
-    content=render("bastion", "sudoers"),
-    mode="440",
-    check="visudo -c",
-)
 
-if is_input:
-    ops.file(
-        name="ssh forwarding policy (ops jump, devs local only)",
-        path="/etc/ssh/sshd_config.d/20-kubi-bastion.conf",
-        content=render(
-            "bastion",
-            "sshd-bastion.conf",
-            dev_ports=[cfg.cockpit.port, cfg.cockpit.api_port],
-        ),
-        check="sshd -t",
-        reload="systemctl reload ssh",
-    )
+if entry_script(__name__):
+    bastion()

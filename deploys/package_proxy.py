@@ -9,11 +9,13 @@ Runs first in deploys/all.py, before the seed of the other hosts uses it.
 """
 
 from kubi import ops
-from kubi.deploy import me, platform
+from kubi.deploy import component, entry_script, platform
 from kubi.templates import render
 
-cfg = platform()
-if "repository" in me().roles:
+
+@component("package_proxy")
+def package_proxy() -> None:
+    cfg = platform()
     settings = cfg.package_proxy
     restart = "systemctl restart apt-cacher-ng"
     ops.packages(name="apt-cacher-ng package", names=["apt-cacher-ng"])
@@ -35,3 +37,7 @@ if "repository" in me().roles:
         reload=restart,
     )
     ops.service(name="apt-cacher-ng running", unit="apt-cacher-ng")
+
+
+if entry_script(__name__):
+    package_proxy()

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+import importlib
 import weakref
+from collections.abc import Callable
 
-from pyinfra import host, state
+from pyinfra import host, logger, state
+from pyinfra.api import deploy
 from pyinfra.context import ctx_state
 
+from kubi import components
 from kubi.config import Host, Platform
 from kubi.facts import PrimaryIPv4
 from kubi.inventory import current
@@ -50,3 +55,55 @@ def addresses() -> dict[str, str]:
             found[spec.name] = ip
         _addresses[key] = found
     return _addresses[key]
+
+
+# --- components as deploy functions ------------------------------------------------------------
+
+
+def component(name: str) -> Callable[[Callable[[], None]], Callable[[], None]]:
+    """`@deploy` for the component `name` of `kubi.components`.
+
+    The function runs only on hosts with one of the component's roles, and only when the
+    platform has the component on (a run of a component that is off says so once per
+    host and changes nothing). Its operations are named ``<component> | <operation>``.
+
+    .. code:: python
+
+        @component("nginx")
+        def nginx() -> None:
+            ops.packages(name="nginx packages", names=["nginx"])
+    """
+    spec = components.get(name)
+
+    def wrap(func: Callable[[], None]) -> Callable[[], None]:
+        @functools.wraps(func)
+        def body() -> None:
+            if not set(me().roles) & set(spec.roles):
+                return
+            if not platform().enabled(name):
+                logger.warning(
+                    f"{host.name}: component {name} is off in this platform "
+                    f"(components.{name} = false); nothing to do"
+                )
+                return
+            func()
+
+        return deploy(name)(body)
+
+    return wrap
+
+
+def entry_script(module_name: str) -> bool:
+    """Whether a deploy file is being run by pyinfra itself (`pyinfra inv deploys/x.py`).
+
+    pyinfra executes the file it is given without a module name (``__name__`` is then the
+    builtins' own), whereas `import deploys.x` (deploys/all.py, another deploy) gives it
+    its module name: the file deploys its component only in the first case.
+    """
+    return module_name in ("builtins", "__main__")
+
+
+def deploy_function(spec: components.Component) -> Callable[[], None]:
+    """The deploy function of a component: ``deploys.<name>.<name>``."""
+    module = importlib.import_module(f"deploys.{spec.name}")
+    return getattr(module, spec.name)

@@ -38,9 +38,17 @@ def _plain(value: Any) -> str:
 
 
 def plan(
-    deploy: str, host_name: str, description: dict, facts: dict[str, dict[str, Any]]
+    deploy: str,
+    host_name: str,
+    description: dict,
+    facts: dict[str, dict[str, Any]],
+    components: bool = False,
 ) -> list[str]:
-    """Return the planned commands as lines: '<operation name>: <command>'."""
+    """Return the planned commands as lines: '<operation name>: <command>'.
+
+    Operation names are the operations' own; with `components`, they carry the component
+    that runs them as pyinfra shows it ('seed | base packages').
+    """
     declared = declare(None, **description)
     groups = {role: (hosts, {}) for role, hosts in declared.pyinfra_groups().items()}
     names = [h.name for h in declared.config.hosts]
@@ -68,7 +76,10 @@ def plan(
             for op_hash in state.get_op_order():
                 if op_hash not in state.ops[host]:
                     continue
-                op_name = ", ".join(state.op_meta[op_hash].names)
+                names = sorted(state.op_meta[op_hash].names)
+                if not components:
+                    names = [name.rpartition(" | ")[2] for name in names]
+                op_name = ", ".join(names)
                 for command in state.ops[host][op_hash].command_generator():
                     lines.append(f"{op_name}: {_show(command)}")
             return lines

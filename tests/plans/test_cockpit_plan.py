@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from kubi import components
+
 from .conftest import managed
 from .harness import plan, uploads
 
@@ -18,7 +20,23 @@ def facts(files=None):
     return {"kubi.facts.ManagedFile": {f"path={p}": (files or {}).get(p) for p in PATHS}}
 
 
-def test_fresh_input_host(description):
+# An in-cluster add-on as the next issues add them: its UI is one entry of the list.
+GRAFANA = components.Component(
+    "monitoring",
+    "Prometheus and Grafana",
+    roles=("control_plane",),
+    settings=None,
+    ui=(components.UiRoute("grafana", "Grafana", backend="admin_ingress"),),
+)
+
+
+@pytest.fixture
+def with_grafana(monkeypatch):
+    monkeypatch.setattr(components, "COMPONENTS", (*components.COMPONENTS, GRAFANA))
+    monkeypatch.setattr(components, "NAMES", (*components.NAMES, GRAFANA.name))
+
+
+def test_fresh_input_host(description, with_grafana):
     description["groups"]["control_plane"] = [
         ("cp1", {"ip": "10.20.0.21"}), ("cp2", {"ip": "10.20.0.22"}), ("cp3", {"ip": "10.20.0.23"})
     ]  # fmt: skip
@@ -31,11 +49,13 @@ def test_fresh_input_host(description):
         "listen 127.0.0.1:8080 default_server;",
         "listen 127.0.0.1:8080;",
     }
-    for ui in ("grafana", "ceph", "dashboard", "graylog"):
+    for ui in ("grafana", "graylog"):
         assert f"server_name {ui}.localhost {ui}.plan.kubi.internal;" in site
         assert f"proxy_set_header Host {ui}.plan.kubi.internal;" in site
-    assert "server 10.20.0.31:30080 max_fails=2 fail_timeout=10s;" in site  # admin ingress
-    assert "server 10.20.0.12:80 max_fails=2 fail_timeout=10s;" in site  # Graylog, output host
+    assert "upstream cockpit_admin_ingress {\n    server 10.20.0.31:30080 max_fails" in site
+    assert "upstream cockpit_output {\n    server 10.20.0.12:80 max_fails" in site  # Graylog
+    assert "proxy_set_header X-Graylog-Server-URL http://$http_host/;" in site
+    assert site.count("X-Graylog-Server-URL") == 1  # only in Graylog's own route
     assert "listen 127.0.0.1:6443;" in stream
     for ip in ("10.20.0.21", "10.20.0.22", "10.20.0.23"):
         assert f"server {ip}:6443 max_fails=2 fail_timeout=10s;" in stream
@@ -52,3 +72,19 @@ def test_converged_plans_nothing(description):
 @pytest.mark.parametrize("host", ["out1", "repo1", "cp1", "w1"])
 def test_only_on_the_input_host(description, host):
     assert plan("deploys/cockpit.py", host, description, {}) == []
+
+
+def test_routes_are_those_of_the_components_that_are_on(description, with_grafana):
+    """The cockpit renders what the list holds: no add-on, no route and no upstream."""
+    description["components"] = {"monitoring": False, "graylog": False}
+    site = uploads(plan("deploys/cockpit.py", "in1", description, facts()))[
+        "/etc/nginx/sites.conf.d/cockpit.conf"
+    ]
+    assert "upstream cockpit_" not in site and "server_name localhost;" in site
+    assert site.count("server_name") == 1 and ".localhost" not in site
+    description["components"] = {"graylog": False}
+    site = uploads(plan("deploys/cockpit.py", "in1", description, facts()))[
+        "/etc/nginx/sites.conf.d/cockpit.conf"
+    ]
+    assert "server_name grafana.localhost grafana.plan.kubi.internal;" in site
+    assert "cockpit_output" not in site and "graylog" not in site

@@ -6,11 +6,12 @@ import copy
 
 from tests.plans.conftest import DESCRIPTION
 from tests.plans.harness import plan, uploads
+from tests.plans.test_cockpit_plan import with_grafana  # noqa: F401, F811  (fixture)
 
 from .test_nginx_mechanism import Nginx, pytestmark  # noqa: F401  (same nginx requirement)
 
 
-def test_cockpit_configuration_is_valid_nginx(tmp_path):
+def test_cockpit_configuration_is_valid_nginx(tmp_path, with_grafana):  # noqa: F811
     description = copy.deepcopy(DESCRIPTION)
     files = {"kubi.facts.ManagedFile": {}}
     for path in ("/var/www/kubi-cockpit/index.html", "/etc/nginx/sites.conf.d/cockpit.conf",
