@@ -1,21 +1,16 @@
-"""all: converge the whole platform, component by component, in order.
+"""all: converge the whole platform, component by component, in the order of the list.
 
     pyinfra inventories/lab.py deploys/all.py
 
-Each component is also a deploy of its own (`deploys/<component>.py`) for a redeploy.
-One include per line, not a loop: pyinfra identifies an operation by the line numbers of
-its call stack, so two components included from the same line could be confused.
+The components and their order are `kubi.components.COMPONENTS`; each one is the deploy
+function of `deploys/<component>.py`, also runnable alone for a redeploy. Every host walks
+the same list (`host.loop`), so an operation of one component is the same operation on
+every host, and the components that are off or not for this host's roles do nothing.
 """
 
-from pyinfra import local
+from pyinfra import host
 
-# The package proxy first: with package_proxy.for_all_hosts the seed of every other host
-# installs through it.
-local.include("deploys/package_proxy.py")
-local.include("deploys/seed.py")
-local.include("deploys/nginx.py")
-local.include("deploys/bastion.py")
-local.include("deploys/cockpit.py")
-local.include("deploys/registry.py")  # every host trusts the CA; repository host: registry
-local.include("deploys/charts.py")  # served by the registry's TLS server
-local.include("deploys/graylog.py")
+from kubi.deploy import deploy_function, platform
+
+for component in host.loop(platform().enabled_components):
+    deploy_function(component)()

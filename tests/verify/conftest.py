@@ -3,8 +3,10 @@
     pytest tests/verify --inventory inventories/lab.py
     pytest tests/verify --inventory inventories/prod.py
 
-The inventory is loaded (and validated) exactly as pyinfra loads it; every test runs once
-per platform host that carries one of the roles in its `roles` marker. SSH goes through a
+The inventory is loaded (and validated) exactly as pyinfra loads it. `test_<component>.py`
+verifies the component of that name (`kubi.components`): each test runs once per platform
+host that carries one of the component's roles, or of the roles of its own `roles` marker,
+and is skipped when the platform has the component off. SSH goes through a
 generated ssh_config with connection sharing, so a suite costs one SSH handshake per host.
 """
 
@@ -16,7 +18,7 @@ from pathlib import Path
 import pytest
 import testinfra
 
-from kubi.config import ROLES
+from kubi import components
 from kubi.inventory import load
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,13 +42,27 @@ def _declared(config):
     return config._kubi_declared
 
 
+def component_of(path: Path) -> components.Component:
+    """The component a suite verifies, by its file name: test_<component>.py."""
+    return components.get(path.stem.removeprefix("test_"))
+
+
 def pytest_generate_tests(metafunc):
     if "node" not in metafunc.fixturenames:
         return
     marker = metafunc.definition.get_closest_marker("roles")
-    roles = set(marker.args) if marker else set(ROLES)
+    roles = set(marker.args) if marker else set(component_of(metafunc.definition.path).roles)
     hosts = [h.name for h in _declared(metafunc.config).config.hosts if roles & set(h.roles)]
     metafunc.parametrize("node_name", hosts, scope="session")
+
+
+def pytest_collection_modifyitems(config, items):
+    platform = None
+    for item in items:
+        name = component_of(item.path).name
+        platform = platform or _declared(config).config
+        if not platform.enabled(name):
+            item.add_marker(pytest.mark.skip(reason=f"component {name} is off in this platform"))
 
 
 @pytest.fixture(scope="session")

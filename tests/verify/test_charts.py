@@ -6,8 +6,6 @@ import pytest
 
 from kubi import registry as repo
 
-pytestmark = pytest.mark.roles("repository")
-
 CURL = "curl -sS --max-time 10"
 
 

@@ -12,8 +12,6 @@ import pytest
 
 from kubi import graylog
 
-pytestmark = pytest.mark.roles("output")
-
 UNITS = ("mongod", "opensearch", "graylog-server")
 # How `ss` shows the loopback and the wildcard (Java binds IPv4 addresses as IPv6-mapped).
 LOOPBACK = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}

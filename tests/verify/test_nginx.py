@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
-pytestmark = pytest.mark.roles("input", "output", "repository")
-
 
 def test_installed_with_stream_module(node):
     assert node.package("nginx").is_installed

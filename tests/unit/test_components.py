@@ -1,0 +1,64 @@
+"""The component list is the one place that names the components: everything else matches."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from kubi import components
+from kubi.config import Settings, validate
+from tests.plans.conftest import DESCRIPTION
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("spec", components.COMPONENTS, ids=components.NAMES)
+def test_each_component_has_its_files_by_its_name(spec):
+    deploy = ROOT / spec.deploy_file
+    tree = ast.parse(deploy.read_text())
+    functions = {
+        node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)
+    }
+    assert spec.name in functions, f"{spec.deploy_file} defines no function {spec.name}()"
+    decorators = [ast.unparse(d) for d in functions[spec.name].decorator_list]
+    assert decorators == [f"component({spec.name!r})"]
+    assert f"if entry_script(__name__):\n    {spec.name}()" in deploy.read_text()
+    assert (ROOT / spec.verify_suite).is_file()
+    assert (ROOT / "tests" / "plans" / f"test_{spec.name}_plan.py").is_file()
+    if spec.settings is not None:
+        assert spec.settings in Settings.model_fields
+        if spec.settings == spec.name:
+            assert (ROOT / "kubi" / "config" / f"{spec.name}.py").is_file()
+    for needed in spec.needs:
+        assert components.NAMES.index(needed) < components.NAMES.index(spec.name)
+
+
+def test_nothing_outside_the_list():
+    deploys = {p.stem for p in (ROOT / "deploys").glob("*.py")} - {"all", "__init__"}
+    suites = {p.stem.removeprefix("test_") for p in (ROOT / "tests" / "verify").glob("test_*.py")}
+    templates = {p.name for p in (ROOT / "templates").iterdir() if p.is_dir()}
+    assert deploys == set(components.NAMES)
+    assert suites == set(components.NAMES)
+    assert templates <= set(components.NAMES)
+
+
+def test_unknown_or_broken_switches_are_refused():
+    raw = {**DESCRIPTION, "components": {"graylgo": False, "nginx": False}}
+    with pytest.raises(Exception) as refused:
+        validate(raw, source="t")
+    message = str(refused.value)
+    assert "field 'components.graylgo': unknown component (did you mean 'graylog'?)" in message
+    # nginx off while the components that need it stay on: each one named.
+    for user in ("cockpit", "registry", "graylog"):
+        assert f"{user} is on but nginx, which it needs, is off" in message
+
+
+def test_switches_pick_the_components_in_order():
+    platform = validate({**DESCRIPTION, "components": {"graylog": False}}, source="t")
+    assert [c.name for c in platform.enabled_components] == [
+        n for n in components.NAMES if n != "graylog"
+    ]
+    assert platform.ui_routes == ()
+    assert [r.name for r in validate(DESCRIPTION, source="t").ui_routes] == ["graylog"]
