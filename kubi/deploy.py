@@ -6,6 +6,7 @@ import functools
 import importlib
 import weakref
 from collections.abc import Callable
+from typing import Any
 
 from pyinfra import host, logger, state
 from pyinfra.api import deploy
@@ -60,7 +61,7 @@ def addresses() -> dict[str, str]:
 # --- components as deploy functions ------------------------------------------------------------
 
 
-def component(name: str) -> Callable[[Callable[[], None]], Callable[[], None]]:
+def component(name: str) -> Callable[[Callable[[], None]], Callable[..., Any]]:
     """`@deploy` for the component `name` of `kubi.components`.
 
     The function runs only on hosts with one of the component's roles, and only when the
@@ -75,7 +76,7 @@ def component(name: str) -> Callable[[Callable[[], None]], Callable[[], None]]:
     """
     spec = components.get(name)
 
-    def wrap(func: Callable[[], None]) -> Callable[[], None]:
+    def wrap(func: Callable[[], None]) -> Callable[..., Any]:
         @functools.wraps(func)
         def body() -> None:
             if not set(me().roles) & set(spec.roles):
@@ -103,7 +104,7 @@ def entry_script(module_name: str) -> bool:
     return module_name in ("builtins", "__main__")
 
 
-def deploy_function(spec: components.Component) -> Callable[[], None]:
+def deploy_function(spec: components.Component) -> Callable[..., Any]:
     """The deploy function of a component: ``deploys.<name>.<name>``."""
     module = importlib.import_module(f"deploys.{spec.name}")
     return getattr(module, spec.name)

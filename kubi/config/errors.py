@@ -85,13 +85,13 @@ def _where(loc: list[Any], raw: dict[str, Any]) -> str:
         entry = users[loc[1]] if loc[1] < len(users) else None
         name = entry.get("name") if isinstance(entry, dict) else None
         who = f"user {name!r}" if name else f"user #{loc[1] + 1}"
-        tail = ".".join(str(p) for p in loc[2:])
-        return who + (f", field {tail!r}" if tail else "")
+        field = ".".join(str(p) for p in loc[2:])
+        return who + (f", field {field!r}" if field else "")
     if len(loc) >= 2 and loc[0] == "group_data":
         if loc[2:] == ["[key]"]:
             return f"group_data {loc[1]!r}"
-        tail = ".".join(str(p) for p in loc[2:])
-        return f"group_data {loc[1]!r}" + (f", field {tail!r}" if tail else "")
+        field = ".".join(str(p) for p in loc[2:])
+        return f"group_data {loc[1]!r}" + (f", field {field!r}" if field else "")
     return "field " + repr(".".join(str(p) for p in loc))
 
 

@@ -17,7 +17,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, Field, StrictBool, ValidationError
 
-from kubi import components
+from kubi import components as component_list  # the list, read at call time
+from kubi.components import Component, UiRoute
 from kubi.config import errors, topology
 from kubi.config.bastion import User
 from kubi.config.charts import ChartsSettings
@@ -58,7 +59,7 @@ class Settings(Section):
         default_factory=dict,
         description="turn components on or off by name; default: each component's default",
     )
-    # --- one section per component (kubi.components names which one reads which)
+    # --- one section per component (kubi.components says which one reads which)
     seed: SeedSettings = SeedSettings()
     nginx: NginxSettings = NginxSettings()
     users: list[User] = Field(default_factory=list)
@@ -115,15 +116,15 @@ class Platform(Settings):
 
     def enabled(self, name: str) -> bool:
         """Whether the component `name` is on (the `components` switch, else its default)."""
-        return self.components.get(name, components.get(name).default)
+        return self.components.get(name, component_list.get(name).default)
 
     @property
-    def enabled_components(self) -> tuple[components.Component, ...]:
+    def enabled_components(self) -> tuple[Component, ...]:
         """The components this platform runs, in converge order."""
-        return tuple(c for c in components.COMPONENTS if self.enabled(c.name))
+        return tuple(c for c in component_list.COMPONENTS if self.enabled(c.name))
 
     @property
-    def ui_routes(self) -> tuple[components.UiRoute, ...]:
+    def ui_routes(self) -> tuple[UiRoute, ...]:
         """Every web UI the cockpit publishes: those of the components that are on."""
         return tuple(route for c in self.enabled_components for route in c.ui)
 
@@ -180,7 +181,7 @@ def validate(raw: dict[str, Any], source: str = "platform") -> Platform:
     if desc is not None or "network" in raw:
         problems += topology.check_network(desc.network if desc else raw.get("network"))
     if desc is not None:
-        problems += components.check_switches(desc.components)
+        problems += component_list.check_switches(desc.components)
 
     if desc is not None and not problems:
         platform = _build(desc)

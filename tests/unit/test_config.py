@@ -269,3 +269,47 @@ def test_package_proxy_switch_points_other_hosts_at_the_repository():
         "http://repository.kubi.internal:3142"
     )
     assert platform.apt_proxy_for(platform.host("repo1.example.invalid")) == "http://up:3142"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ({"charts": {"path": "/var/lib/../../etc"}}, "charts.path"),
+        ({"registry": {"storage_path": "/srv/reg; rm -rf /"}}, "registry.storage_path"),
+        ({"package_proxy": {"upstream_proxy": "http://proxy:3142/$(id)"}}, "upstream_proxy"),
+        ({"apt_proxy": "http://a'b:3142"}, "apt_proxy"),
+        ({"graylog": {"apt_mirror": "http://mirror example/"}}, "graylog.apt_mirror"),
+        ({"seed": {"extra_packages": ["vim", "curl; reboot"]}}, "seed.extra_packages.1"),
+        ({"seed": {"ntp_servers": ["pool.ntp.org", "-oProxyCommand=x"]}}, "seed.ntp_servers.1"),
+        ({"ssh": {"user": "root --help"}}, "ssh.user"),
+    ],
+)
+def test_strings_that_reach_a_shell_or_a_file_are_matched_in_full(field, value):
+    """A path, URL, package or account name that reaches a host is refused unless it is
+    exactly what its type allows: nothing can ride along into a command or a file."""
+    found = only_problem(description(**field))
+    assert value in found
+
+
+def test_matrix_file_is_checked_when_loaded(tmp_path):
+    from kubi.config import matrices
+
+    bad = tmp_path / "log_stack.toml"
+    bad.write_text('[graylog."6.2"]\nopensearch = ["2.15", "1.1"]\nmongodb = ["5.0"]\n')
+    with pytest.raises(matrices.MatrixError) as refused:
+        matrices.load("log_stack", matrices.LogStackMatrix, tmp_path)
+    message = str(refused.value)
+    assert str(bad) in message
+    assert "graylog.6.2.opensearch: lowest 2.15 is above highest 1.1" in message
+    assert "graylog.6.2.mongodb: must be [lowest, highest]" in message
+    bad.write_text("[graylog\n")
+    with pytest.raises(matrices.MatrixError, match="cannot be read as TOML"):
+        matrices.load("log_stack", matrices.LogStackMatrix, tmp_path)
+
+
+def test_shipped_matrix_is_the_one_versions_check():
+    from kubi.config import matrices
+
+    rows = matrices.log_stack().graylog
+    assert rows["6.1"].opensearch.high == "2.15"
+    assert "2.16.0" not in rows["6.1"].opensearch and "2.15.0" in rows["6.1"].opensearch
