@@ -13,38 +13,44 @@ every published chart).
 
 from pyinfra.operations import files
 
-from kubi import charts, nginx, ops
-from kubi import registry as repo
-from kubi.deploy import me, platform
+import kubi.charts
+import kubi.registry
+from kubi import nginx, ops
+from kubi.deploy import component, entry_script, platform
 from kubi.templates import render
 
-cfg = platform()
-folder = cfg.charts.path.rstrip("/") or "/"
 
-if "repository" in me().roles:
+@component("charts")
+def charts() -> None:
+    cfg = platform()
+    folder = cfg.charts.path.rstrip("/") or "/"
     files.directory(name=f"chart folder {folder}", path=folder, mode="755")
     ops.file_once(
         name="empty chart index (first deploy only)",
-        path=f"{folder}/{charts.INDEX}",
-        content=charts.EMPTY_INDEX,  # the index is the repository's state: never reset
+        path=f"{folder}/{kubi.charts.INDEX}",
+        content=kubi.charts.EMPTY_INDEX,  # the index is the repository's state: never reset
     )
     # Also made by deploys/registry.py: a redeploy of charts alone must not depend on it.
     files.directory(
-        name=f"repository extension folder {repo.EXTENSION_DIR}",
-        path=repo.EXTENSION_DIR,
+        name=f"repository extension folder {kubi.registry.EXTENSION_DIR}",
+        path=kubi.registry.EXTENSION_DIR,
         mode="755",
     )
     ops.file(
         name="nginx location /charts/",
-        path=f"{repo.EXTENSION_DIR}/charts.conf",
+        path=f"{kubi.registry.EXTENSION_DIR}/charts.conf",
         content=render(
             "charts",
             "location.conf",
             charts_path=folder,
             anonymous_pull=cfg.registry.anonymous_pull,
-            realm=repo.REALM,
-            pull_htpasswd=repo.PULL_HTPASSWD,
+            realm=kubi.registry.REALM,
+            pull_htpasswd=kubi.registry.PULL_HTPASSWD,
         ),
         check=nginx.CHECK,
         reload=nginx.RELOAD,
     )
+
+
+if entry_script(__name__):
+    charts()

@@ -14,129 +14,139 @@ server certificate). On Kubernetes nodes also containerd's registry folder
 
 from pyinfra.operations import files, server
 
+import kubi.registry
 from kubi import nginx, ops
-from kubi import registry as repo
-from kubi.deploy import addresses, me, platform
+from kubi.deploy import addresses, component, entry_script, me, platform
 from kubi.secrets import for_platform
 from kubi.templates import render
 
-cfg = platform()
-node = me()
-secrets = for_platform(cfg)
 
-# --- the registry itself (repository host) ---------------------------------------------------
-if "repository" in node.roles:
-    # The configuration goes first: on a first install the package starts the service at
-    # once, and it must start on the loopback, never on the package's default `:5000`.
-    # (dpkg keeps a conffile that exists before the install; APT_OPTS keep it on upgrades.)
-    config = ops.file(
-        name="registry configuration",
-        path=repo.CONFIG_FILE,
-        content=render(
-            "registry", "config.yml", storage_path=cfg.registry.storage_path, listen=repo.UPSTREAM
-        ),
-        make_dirs=True,
-    )
-    install = ops.packages(name="registry package", names=["docker-registry"])
-    files.directory(
-        name=f"registry storage {cfg.registry.storage_path}",
-        path=cfg.registry.storage_path,
-        user=repo.SERVICE_USER,
-        group=repo.SERVICE_USER,
-        mode="750",
-    )
-    if config.will_change and not install.will_change:
-        # The registry has no reload; a fresh install already started with this file.
-        server.shell(
-            name="restart registry (configuration changed)",
-            commands=[f"systemctl restart {repo.SERVICE}"],
+@component("registry")
+def registry() -> None:
+    cfg = platform()
+    node = me()
+    secrets = for_platform(cfg)
+
+    # --- the registry itself (repository host) ---------------------------------------------------
+    if "repository" in node.roles:
+        # The configuration goes first: on a first install the package starts the service at
+        # once, and it must start on the loopback, never on the package's default `:5000`.
+        # (dpkg keeps a conffile that exists before the install; APT_OPTS keep it on upgrades.)
+        config = ops.file(
+            name="registry configuration",
+            path=kubi.registry.CONFIG_FILE,
+            content=render(
+                "registry",
+                "config.yml",
+                storage_path=cfg.registry.storage_path,
+                listen=kubi.registry.UPSTREAM,
+            ),
+            make_dirs=True,
         )
-    ops.service(name="registry running", unit=repo.SERVICE)
+        install = ops.packages(name="registry package", names=["docker-registry"])
+        files.directory(
+            name=f"registry storage {cfg.registry.storage_path}",
+            path=cfg.registry.storage_path,
+            user=kubi.registry.SERVICE_USER,
+            group=kubi.registry.SERVICE_USER,
+            mode="750",
+        )
+        if config.will_change and not install.will_change:
+            # The registry has no reload; a fresh install already started with this file.
+            server.shell(
+                name="restart registry (configuration changed)",
+                commands=[f"systemctl restart {kubi.registry.SERVICE}"],
+            )
+        ops.service(name="registry running", unit=kubi.registry.SERVICE)
 
-    # --- nginx in front: TLS, accounts, proxy ---------------------------------------------
-    names = repo.server_names(cfg, node.name, node.short_name)
-    # Certificate and key in one 0600 file, swapped atomically, checked by `nginx -t`
-    # before nginx reloads (a renewed pair never meets a stale half).
-    ops.file(
-        name="repository TLS certificate and key",
-        path=repo.TLS_FILE,
-        content=repo.tls_pem(cfg, names, addresses()[node.name]),
-        mode="600",
-        check=nginx.CHECK,
-        reload=nginx.RELOAD,
-        make_dirs=True,
-    )
-    # Read by the nginx workers (www-data) at each request: no reload needed.
-    ops.file(
-        name="registry pull accounts (htpasswd)",
-        path=repo.PULL_HTPASSWD,
-        content=repo.htpasswd(secrets, ("push", "pull")),
-        mode="640",
-        group="www-data",
-        make_dirs=True,
-    )
-    ops.file(
-        name="registry push account (htpasswd)",
-        path=repo.PUSH_HTPASSWD,
-        content=repo.htpasswd(secrets, ("push",)),
-        mode="640",
-        group="www-data",
-    )
-    files.directory(
-        name=f"repository extension folder {repo.EXTENSION_DIR}",
-        path=repo.EXTENSION_DIR,
-        mode="755",
-    )
-    nginx.site(
-        repo.NGINX_SITE,
-        render(
-            "registry",
-            "site.conf",
-            port=cfg.registry.port,
-            server_names=names,
-            tls_file=repo.TLS_FILE,
-            realm=repo.REALM,
-            pull_htpasswd=repo.PULL_HTPASSWD,
-            push_htpasswd=repo.PUSH_HTPASSWD,
-            anonymous_pull=cfg.registry.anonymous_pull,
-            upstream=repo.UPSTREAM,
-            extension_dir=repo.EXTENSION_DIR,
-        ),
-    )
+        # --- nginx in front: TLS, accounts, proxy ---------------------------------------------
+        names = kubi.registry.server_names(cfg, node.name, node.short_name)
+        # Certificate and key in one 0600 file, swapped atomically, checked by `nginx -t`
+        # before nginx reloads (a renewed pair never meets a stale half).
+        ops.file(
+            name="repository TLS certificate and key",
+            path=kubi.registry.TLS_FILE,
+            content=kubi.registry.tls_pem(cfg, names, addresses()[node.name]),
+            mode="600",
+            check=nginx.CHECK,
+            reload=nginx.RELOAD,
+            make_dirs=True,
+        )
+        # Read by the nginx workers (www-data) at each request: no reload needed.
+        ops.file(
+            name="registry pull accounts (htpasswd)",
+            path=kubi.registry.PULL_HTPASSWD,
+            content=kubi.registry.htpasswd(secrets, ("push", "pull")),
+            mode="640",
+            group="www-data",
+            make_dirs=True,
+        )
+        ops.file(
+            name="registry push account (htpasswd)",
+            path=kubi.registry.PUSH_HTPASSWD,
+            content=kubi.registry.htpasswd(secrets, ("push",)),
+            mode="640",
+            group="www-data",
+        )
+        files.directory(
+            name=f"repository extension folder {kubi.registry.EXTENSION_DIR}",
+            path=kubi.registry.EXTENSION_DIR,
+            mode="755",
+        )
+        nginx.site(
+            kubi.registry.NGINX_SITE,
+            render(
+                "registry",
+                "site.conf",
+                port=cfg.registry.port,
+                server_names=names,
+                tls_file=kubi.registry.TLS_FILE,
+                realm=kubi.registry.REALM,
+                pull_htpasswd=kubi.registry.PULL_HTPASSWD,
+                push_htpasswd=kubi.registry.PUSH_HTPASSWD,
+                anonymous_pull=cfg.registry.anonymous_pull,
+                upstream=kubi.registry.UPSTREAM,
+                extension_dir=kubi.registry.EXTENSION_DIR,
+            ),
+        )
 
-# --- trust (every host) ----------------------------------------------------------------------
-# With an operator-given certificate, its issuer is trusted by means outside kubi (a company
-# CA already on the hosts): kubi installs no CA, and removes the one it may have installed.
-ca = repo.platform_ca(cfg) if repo.uses_platform_ca(cfg) else None
-ops.file(
-    name=f"platform CA trusted by the system (kubi-{cfg.name})",
-    path=repo.system_ca_file(cfg),
-    content=ca,
-    reload="update-ca-certificates --fresh",
-)
-
-# --- containerd (Kubernetes nodes) -----------------------------------------------------------
-if node.is_kubernetes_node:
-    folder = repo.containerd_dir(cfg)
-    ca_file = f"{folder}/ca.crt"
-    pull = None if cfg.registry.anonymous_pull else repo.account(secrets, "pull")
+    # --- trust (every host) ----------------------------------------------------------------------
+    # With an operator-given certificate, its issuer is trusted by means outside kubi (a company
+    # CA already on the hosts): kubi installs no CA, and removes the one it may have installed.
+    ca = kubi.registry.platform_ca(cfg) if kubi.registry.uses_platform_ca(cfg) else None
     ops.file(
-        name="containerd registry CA",
-        path=ca_file,
+        name=f"platform CA trusted by the system (kubi-{cfg.name})",
+        path=kubi.registry.system_ca_file(cfg),
         content=ca,
-        make_dirs=True,
+        reload="update-ca-certificates --fresh",
     )
-    ops.file(
-        name="containerd registry hosts.toml",
-        path=f"{folder}/hosts.toml",
-        content=render(
-            "registry",
-            "hosts.toml",
-            certs_dir=repo.CONTAINERD_CERTS_DIR,
-            url=repo.url(cfg),
-            ca_file=ca_file if ca else None,
-            authorization=pull.basic() if pull else None,
-        ),
-        mode="600",  # holds the pull account's credentials
-        make_dirs=True,
-    )
+
+    # --- containerd (Kubernetes nodes) -----------------------------------------------------------
+    if node.is_kubernetes_node:
+        folder = kubi.registry.containerd_dir(cfg)
+        ca_file = f"{folder}/ca.crt"
+        pull = None if cfg.registry.anonymous_pull else kubi.registry.account(secrets, "pull")
+        ops.file(
+            name="containerd registry CA",
+            path=ca_file,
+            content=ca,
+            make_dirs=True,
+        )
+        ops.file(
+            name="containerd registry hosts.toml",
+            path=f"{folder}/hosts.toml",
+            content=render(
+                "registry",
+                "hosts.toml",
+                certs_dir=kubi.registry.CONTAINERD_CERTS_DIR,
+                url=kubi.registry.url(cfg),
+                ca_file=ca_file if ca else None,
+                authorization=pull.basic() if pull else None,
+            ),
+            mode="600",  # holds the pull account's credentials
+            make_dirs=True,
+        )
+
+
+if entry_script(__name__):
+    registry()
