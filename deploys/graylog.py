@@ -24,7 +24,7 @@ from pyinfra.facts.deb import DebPackages
 from pyinfra.operations import files, server
 
 from facts.graylog import GraylogInputs, LogStackState
-from kubi import graylog, nginx, ops
+from kubi import aptsource, graylog, graylog_api, nginx, ops
 from kubi.deploy import addresses, me, platform
 from kubi.facts import ServiceState
 from kubi.secrets import for_platform
@@ -74,22 +74,22 @@ def repositories_and_packages(repos, state):
     mirror = settings.apt_mirror
     now = time.time()
     for repo in host.loop(repos):
-        if not graylog.keyring_ok(state["keyrings"].get(repo.keyring), repo.fingerprint, now):
+        if not aptsource.keyring_ok(state["keyrings"].get(repo.keyring), repo.fingerprint, now):
             server.shell(
                 name=f"repository key {repo.name} ({repo.fingerprint})",
-                commands=[graylog.key_install_command(repo, mirror, proxy)],
+                commands=[aptsource.key_install_command(repo, mirror, proxy)],
             )
         ops.file(
             name=f"repository {repo.name}",
             path=repo.sources_path,
-            content=graylog.sources_list(repo, mirror, proxy),
+            content=aptsource.sources_list(repo, mirror, proxy),
         )
     ops.file(
         name="log stack version pins",
         path=graylog.PREFERENCES_PATH,
-        content=graylog.apt_preferences(repos),
+        content=aptsource.apt_preferences(repos),
     )
-    missing = graylog.packages_to_install(repos, host.get_fact(DebPackages))
+    missing = aptsource.packages_to_install(repos, host.get_fact(DebPackages))
     if not missing:
         return
     # `apt-get update` only warns about a repository it cannot reach: check each one
@@ -98,7 +98,7 @@ def repositories_and_packages(repos, state):
         if set(repo.pins) & set(missing):
             server.shell(
                 name=f"repository {repo.name} reachable",
-                commands=[graylog.repository_check_command(repo, mirror, proxy)],
+                commands=[aptsource.repository_check_command(repo, mirror, proxy)],
             )
     # OpenSearch's package would otherwise install its demo security configuration,
     # which needs an initial admin password; kubi turns the security plugin off instead.
@@ -188,13 +188,13 @@ def configuration():
             reload="systemctl daemon-reload",
         ),
     ]
-    # What the input step runs with: the script (this very module), what it wants, and the
+    # What the input step runs with: the script (kubi/graylog_api.py), what it wants, and the
     # admin credentials in a root-only netrc file (never on a command line). The folder is
     # root-only too, so no file in it is readable by others even while it is uploaded.
     ops.file(
         name="Graylog API client",
         path=graylog.SCRIPT_PATH,
-        content=Path(graylog.__file__).read_text(),
+        content=Path(graylog_api.__file__).read_text(),
         make_dirs=True,
     )
     files.directory(name=f"folder {graylog.CONFIG_DIR}", path=graylog.CONFIG_DIR, mode="700")
@@ -255,7 +255,7 @@ if "output" in node.roles:
             f"is left out on {node.name}; only its nginx sites are deployed"
         )
     else:
-        repos = graylog.repositories(cfg.versions)
+        repos = graylog.apt_sources(cfg.versions)
         state = host.get_fact(LogStackState, keyrings=tuple(r.keyring for r in repos))
         repositories_and_packages(repos, state)
         kernel(state)

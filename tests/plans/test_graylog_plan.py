@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kubi import graylog
+from kubi import graylog, graylog_api
 
 from .conftest import managed
 from .harness import plan, uploads
@@ -112,7 +112,7 @@ def converged_facts(description):
 def _repos():
     from kubi.config import Versions
 
-    return graylog.repositories(Versions())
+    return graylog.apt_sources(Versions())
 
 
 def op_names(lines):
@@ -221,8 +221,8 @@ def test_fresh_output_host(description, tmp_path):
     for line in lines:
         if not line.partition(": ")[2].startswith("upload "):
             assert admin not in line and password_secret not in line
-    # The uploaded API client is kubi/graylog.py itself.
-    assert written["/usr/local/lib/kubi/graylog.py"] == Path(graylog.__file__).read_text()
+    # The uploaded API client is kubi/graylog_api.py itself.
+    assert written["/usr/local/lib/kubi/graylog.py"] == Path(graylog_api.__file__).read_text()
 
 
 def test_converged_output_host_plans_nothing(description):

@@ -1,4 +1,4 @@
-"""The log stack's pure parts: repositories per version, rendered configuration, the input
+"""The log stack's pure parts: apt sources per version, rendered configuration, the input
 diff, and the two nginx sites checked by a real nginx (temporary prefix, 127.0.0.1 only)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from kubi import graylog
+from kubi import aptsource, graylog, graylog_api
 from kubi.config import Versions, validate
 from kubi.config.matrices import log_stack
 from tests.plans.conftest import DESCRIPTION
@@ -31,7 +31,7 @@ from .test_nginx_mechanism import MODULES, NGINX, Nginx
 def test_every_matrix_release_has_repositories(release):
     newest = log_stack().graylog[release].opensearch.high
     versions = Versions(graylog=release, opensearch=f"{newest}.0", mongodb="7.0")
-    by_name = {r.name: r for r in graylog.repositories(versions)}
+    by_name = {r.name: r for r in graylog.apt_sources(versions)}
     assert list(by_name) == ["mongodb", "opensearch", "graylog"]  # install order
     assert by_name["graylog"].url == "https://downloads.graylog.org/repo/debian"
     assert (by_name["graylog"].suite, by_name["graylog"].components) == ("stable", release)
@@ -49,7 +49,7 @@ def test_every_matrix_release_has_repositories(release):
 
 def test_opensearch_major_picks_its_repository():
     versions = Versions(graylog="6.1", opensearch="1.3.19", mongodb="7.0")
-    [opensearch] = [r for r in graylog.repositories(versions) if r.name == "opensearch"]
+    [opensearch] = [r for r in graylog.apt_sources(versions) if r.name == "opensearch"]
     assert opensearch.url.endswith("/opensearch/1.x/apt")
 
 
@@ -91,24 +91,9 @@ def test_upstream_hosts_for_allow_lists():
     ]
 
 
-def test_url_forms():
-    url = "https://repo.mongodb.org/apt/debian"
-    assert graylog.host_url(url, None, None) == url
-    assert (
-        graylog.host_url(url, None, "http://p:3142") == "http://HTTPS///repo.mongodb.org/apt/debian"
-    )
-    assert graylog.host_url(url, "http://m/x/", None) == "http://m/x/repo.mongodb.org/apt/debian"
-    assert graylog.host_url(url, "http://m/x", "http://p:3142") == (
-        "http://m/x/repo.mongodb.org/apt/debian"  # plain http: the proxy needs no remapping
-    )
-    assert graylog.host_url(url, "https://m/x", "http://p:3142") == (
-        "http://HTTPS///m/x/repo.mongodb.org/apt/debian"
-    )
-
-
 def test_packages_to_install():
-    repos = graylog.repositories(Versions())
-    assert graylog.packages_to_install(repos, {}) == [
+    repos = graylog.apt_sources(Versions())
+    assert aptsource.packages_to_install(repos, {}) == [
         "mongodb-org-server",
         "opensearch",
         "graylog-server",
@@ -118,11 +103,33 @@ def test_packages_to_install():
         "opensearch": ["2.15.0"],
         "graylog-server": ["6.1.4-1"],
     }
-    assert graylog.packages_to_install(repos, installed) == []
+    assert aptsource.packages_to_install(repos, installed) == []
     older = {**installed, "graylog-server": ["6.0.9-1"], "mongodb-org-server": ["6.0.3"]}
-    assert graylog.packages_to_install(repos, older) == ["mongodb-org-server", "graylog-server"]
-    with pytest.raises(ValueError, match="graylog-server 6.2.0-1 is installed, newer"):
-        graylog.packages_to_install(repos, {**installed, "graylog-server": ["6.2.0-1"]})
+    assert aptsource.packages_to_install(repos, older) == ["mongodb-org-server", "graylog-server"]
+    with pytest.raises(ValueError) as newer:
+        aptsource.packages_to_install(repos, {**installed, "graylog-server": ["6.2.0-1"]})
+    assert str(newer.value) == (
+        "graylog-server 6.2.0-1 is installed, newer than the platform's pin 6.1.* (versions.*): "
+        "kubi does not downgrade the log stack; set the version in the inventory to the "
+        "installed one (within kubi/config/log_stack.toml)"
+    )
+
+
+def test_version_pins_say_why_in_graylogs_words():
+    pins = aptsource.apt_preferences(graylog.apt_sources(Versions()))
+    assert pins.startswith(
+        "# Managed by kubi (graylog): the log stack stays at the versions of the platform\n"
+        "# config (versions.graylog, versions.opensearch, versions.mongodb), whatever newer\n"
+        "# the repositories offer. A newer version is a new row of "
+        "kubi/config/log_stack.toml.\n\n"
+        "Package: mongodb-org-server\nPin: version 7.0.*\nPin-Priority: 1001\n"
+    )
+
+
+def test_graylog_keeps_the_names_the_lab_and_the_verify_suite_use():
+    # kubi.lab and tests/verify import these from kubi.graylog.
+    assert graylog.through_proxy is aptsource.through_proxy
+    assert graylog.input_action is graylog_api.input_action
 
 
 # --- the input diff --------------------------------------------------------------------------
@@ -154,12 +161,12 @@ def listed(input_id="a1", title="kubi GELF TCP", type_=graylog.GELF_TCP_TYPE, gl
     ],
 )
 def test_input_action(inputs, action):
-    assert graylog.input_action(inputs, WANTED) == action
+    assert graylog_api.input_action(inputs, WANTED) == action
 
 
 def test_input_requests():
-    assert graylog.input_request(("create", None), WANTED)[:2] == ("POST", "/system/inputs")
-    method, path, body = graylog.input_request(("update", "a1"), WANTED)
+    assert graylog_api.input_request(("create", None), WANTED)[:2] == ("POST", "/system/inputs")
+    method, path, body = graylog_api.input_request(("update", "a1"), WANTED)
     assert (method, path) == ("PUT", "/system/inputs/a1")
     assert body == {k: WANTED[k] for k in ("title", "type", "global", "configuration")}
 

@@ -2,18 +2,20 @@
 
 No Graylog here: a small HTTP server in a thread answers like Graylog's API (canned
 answers) and records every request. The input step runs for real, exactly as the deploy
-runs it on the output host: the same file (kubi/graylog.py, uploaded verbatim), the same
+runs it on the output host: the same file (kubi/graylog_api.py, uploaded verbatim), the same
 command line, the same spec and netrc files, with the system's python3 (standard library
 only). The fact the deploy reads while planning runs its real curl command against it too.
 """
 
 from __future__ import annotations
 
+import ast
 import base64
 import json
 import os
 import shutil
 import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -21,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from facts.graylog import GraylogInputs
-from kubi import graylog
+from kubi import graylog, graylog_api
 
 from .localrun import LocalHost
 
@@ -136,7 +138,7 @@ def host_files(tmp_path, fake):
     """The three files the deploy uploads, at temporary paths, pointing at the fake."""
     script = tmp_path / "lib" / "graylog.py"
     script.parent.mkdir()
-    shutil.copy(ROOT / "kubi" / "graylog.py", script)  # the deploy uploads this very file
+    shutil.copy(ROOT / "kubi" / "graylog_api.py", script)  # the deploy uploads this very file
     spec = tmp_path / "input.json"
     spec.write_text(json.dumps(graylog.input_spec(fake.port, GELF_PORT)))
     netrc = tmp_path / "api.netrc"
@@ -192,7 +194,7 @@ def test_creates_the_input_when_absent(fake, host_files):
 
 
 def test_nothing_when_present_and_equal(fake, host_files):
-    fake.inputs = [_stored("abc123", graylog.input_request(("create", None), WANTED)[2])]
+    fake.inputs = [_stored("abc123", graylog_api.input_request(("create", None), WANTED)[2])]
     result = ensure(host_files)
     assert result.returncode == 0, result.stderr
     assert fake.calls() == [("GET", "/api/system/inputs")]  # no change at all
@@ -204,7 +206,7 @@ def test_updates_when_different(fake, host_files):
     other["configuration"]["use_null_delimiter"] = False
     fake.inputs = [
         _stored("other", {**graylog.gelf_input(5555), "title": "someone else's input"}),
-        _stored("abc123", graylog.input_request(("create", None), other)[2]),
+        _stored("abc123", graylog_api.input_request(("create", None), other)[2]),
     ]
     result = ensure(host_files)
     assert result.returncode == 0, result.stderr
@@ -262,7 +264,7 @@ def test_bad_credentials_give_a_clear_error_without_the_password(fake, host_file
     assert result.returncode == 1
     assert result.stderr.strip() == (
         "kubi: Graylog refused the credentials of user 'admin' (HTTP 401 on GET "
-        "/system/inputs): the password in /etc/kubi/graylog/api.netrc does not match "
+        f"/system/inputs): the password in {host_files['credentials']} does not match "
         "root_password_sha2 in /etc/graylog/server/server.conf; run the graylog deploy "
         "again (it writes both from the secrets store)"
     )
@@ -285,7 +287,7 @@ def test_other_api_errors_are_reported_with_graylogs_message(fake, host_files):
 
 
 def test_plan_time_fact_lists_inputs_with_the_netrc_file(fake, host_files):
-    fake.inputs = [_stored("abc123", graylog.input_request(("create", None), WANTED)[2])]
+    fake.inputs = [_stored("abc123", graylog_api.input_request(("create", None), WANTED)[2])]
     fact = GraylogInputs()
     command = fact.command(api=graylog.api_base(fake.port), netrc=host_files["credentials"])
     assert PASSWORD not in command
@@ -293,7 +295,7 @@ def test_plan_time_fact_lists_inputs_with_the_netrc_file(fake, host_files):
         GraylogInputs, api=graylog.api_base(fake.port), netrc=host_files["credentials"]
     )
     assert [i["id"] for i in inputs] == ["abc123"]
-    assert graylog.input_action(inputs, WANTED) is None
+    assert graylog_api.input_action(inputs, WANTED) is None
     request = fake.requests[-1]
     assert (request["method"], request["path"]) == ("GET", "/api/system/inputs")
     assert request["headers"]["x-requested-by"] == "kubi"
@@ -322,12 +324,30 @@ def test_plan_time_fact_is_none_when_graylog_cannot_answer(fake, host_files, tmp
     )
 
 
-def test_script_runs_without_kubi_or_third_party_packages(host_files):
-    """The uploaded file must only need the standard library (the host has no kubi)."""
+def test_script_imports_only_the_standard_library():
+    """Every import in the uploaded file, even one inside a function, is the standard
+    library's: the host has no kubi and no third-party package."""
+    tree = ast.parse((ROOT / "kubi" / "graylog_api.py").read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, "a relative import needs the kubi package"
+            imported.add((node.module or "").split(".")[0])
+    assert {"json", "urllib"} <= imported  # the walk sees the file's imports
+    assert imported - {"__future__"} <= sys.stdlib_module_names, imported
+
+
+def test_script_runs_without_site_packages(host_files):
+    """The uploaded file runs with the system's python3 and no site-packages at all (-S),
+    from a folder holding nothing else of kubi (-I: not even its own folder on the path)."""
     result = subprocess.run(
-        [PYTHON, "-I", "-c", f"import runpy; runpy.run_path({host_files['script']!r})"],
+        [PYTHON, "-S", "-I", host_files["script"]],
         capture_output=True,
         text=True,
         env={"PATH": os.environ.get("PATH", "/usr/bin")},
+        cwd="/",
     )
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 2, result.stderr  # imported fine, then the usage line
+    assert result.stderr == "usage: graylog.py ensure-input SPEC.json NETRC\n"

@@ -1,4 +1,5 @@
-"""Repository keys and repository checks of the log stack, run for real on 127.0.0.1.
+"""Vendor apt sources (kubi.aptsource): URL forms, and keys and repository checks run for
+real on 127.0.0.1.
 
 A vendor is played locally: a signing key made here, a signed apt repository (InRelease),
 served by a small HTTP server that answers both as a mirror (apt-mirror layout) and as an
@@ -22,17 +23,102 @@ from pathlib import Path
 import pytest
 
 from facts.graylog import LogStackState
-from kubi import graylog
+from kubi import aptsource, graylog
+from kubi.aptsource import AptSource, Owner
+from kubi.config import Versions
 
 from .localrun import LocalHost
 
-pytestmark = pytest.mark.skipif(
+needs_tools = pytest.mark.skipif(
     not (shutil.which("gpg") and shutil.which("apt-get") and shutil.which("curl")),
     reason="needs gpg, curl and apt-get (Debian: apt-get install gnupg curl)",
 )
 
 KEY_URL = "https://keys.vendor.test/archive-key.asc"
 REPO_URL = "https://repo.vendor.test/apt"
+# Another component's words: what it says must come from its Owner, never from Graylog's.
+OTHER = Owner(
+    component="vendor",
+    pinned_in="kubi/vendor.py",
+    mirror_setting="vendor.apt_mirror",
+    subject="the vendor's packages",
+    newer_hint="set versions.vendor to the installed one",
+    pins_why="the vendor's packages stay at versions.vendor.",
+)
+
+
+def test_url_forms():
+    url = "https://repo.mongodb.org/apt/debian"
+    assert aptsource.host_url(url, None, None) == url
+    assert aptsource.host_url(url, None, "http://p:3142") == (
+        "http://HTTPS///repo.mongodb.org/apt/debian"
+    )
+    assert aptsource.host_url(url, "http://m/x/", None) == "http://m/x/repo.mongodb.org/apt/debian"
+    assert aptsource.host_url(url, "http://m/x", "http://p:3142") == (
+        "http://m/x/repo.mongodb.org/apt/debian"  # plain http: the proxy needs no remapping
+    )
+    assert aptsource.host_url(url, "https://m/x", "http://p:3142") == (
+        "http://HTTPS///m/x/repo.mongodb.org/apt/debian"
+    )
+
+
+def test_owner_hints_with_and_without_a_way_to_leave_the_packages_out():
+    assert graylog.OWNER.unusable_hint(None) == (
+        "check the host's network or apt proxy, set graylog.apt_mirror to a mirror of it, "
+        "or set graylog.install = false to leave the log stack out"
+    )
+    assert OTHER.unusable_hint(None) == (
+        "check the host's network or apt proxy, or set vendor.apt_mirror to a mirror of it"
+    )
+    assert OTHER.unusable_hint("http://m") == (
+        "check that vendor.apt_mirror (http://m) answers and mirrors it"
+    )
+
+
+def test_every_message_and_header_comes_from_the_owner(tmp_path):
+    source = AptSource(
+        name="vendor", url=REPO_URL, suite="stable", components="main", key_url=KEY_URL,
+        fingerprint="AB" * 20, pins={"vendor-server": "1.*"}, owner=OTHER,
+    )  # fmt: skip
+    texts = [
+        aptsource.sources_list(source, None, None),
+        aptsource.apt_preferences([source]),
+        aptsource.key_install_command(source, None, None),
+        aptsource.repository_check_command(source, None, "http://p:3142"),
+    ]
+    assert texts[0].startswith("# Managed by kubi (vendor): vendor, signed by ABAB")
+    assert texts[1].startswith(
+        "# Managed by kubi (vendor): the vendor's packages stay at versions.vendor.\n\n"
+    )
+    assert "(pinned in kubi/vendor.py)" in texts[2]
+    assert "or set vendor.apt_mirror to a mirror of it" in texts[3]
+    for text in texts:
+        assert "graylog" not in text and "log stack" not in text
+    with pytest.raises(ValueError) as newer:
+        aptsource.packages_to_install([source], {"vendor-server": ["2.0"]})
+    assert str(newer.value).endswith(
+        "kubi does not downgrade the vendor's packages; set versions.vendor to the installed one"
+    )
+
+
+def test_preferences_are_one_owners():
+    mine = graylog.apt_sources(Versions())
+    other = AptSource(
+        name="vendor", url=REPO_URL, suite="stable", components="main", key_url=KEY_URL,
+        fingerprint="AB" * 20, pins={"vendor-server": "1.*"}, owner=OTHER,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="exactly one owner"):
+        aptsource.apt_preferences([*mine, other])
+
+
+def test_release_url_for_reachability_checks():
+    [mongodb, *_] = graylog.apt_sources(Versions())
+    assert aptsource.release_url(mongodb, None) == (
+        "https://repo.mongodb.org/apt/debian/dists/bookworm/mongodb-org/7.0/InRelease"
+    )
+    assert aptsource.release_url(mongodb, "http://m/a/") == (
+        "http://m/a/repo.mongodb.org/apt/debian/dists/bookworm/mongodb-org/7.0/InRelease"
+    )
 
 
 def gpg(home: Path, *args: str, **kwargs) -> subprocess.CompletedProcess:
@@ -156,15 +242,16 @@ def apt(tmp_path):
     return run
 
 
-def repository(tmp_path, keys, pinned: str = "vendor") -> graylog.Repository:
-    return graylog.Repository(
+def vendor_source(tmp_path, keys, owner: Owner = graylog.OWNER) -> AptSource:
+    return AptSource(
         name="vendor",
         url=REPO_URL,
         suite="stable",
         components="main",
         key_url=KEY_URL,
-        fingerprint=keys[pinned][1],
+        fingerprint=keys["vendor"][1],
         pins={"vendor-server": "1.*"},
+        owner=owner,
         keyring=str(tmp_path / "keyrings/kubi-vendor.gpg"),
         sources_path=str(tmp_path / "kubi-vendor.list"),
     )
@@ -175,27 +262,29 @@ def fingerprints(keyring: str) -> list[str]:
     return info["fingerprints"] if info else []
 
 
+@needs_tools
 def test_key_from_the_mirror_keeps_only_the_pinned_key_and_apt_trusts_it(
     tmp_path, keys, vendor, apt
 ):
-    repo = repository(tmp_path, keys)
+    repo = vendor_source(tmp_path, keys)
     mirror = f"{vendor.url}/mirror"
-    installed = apt(graylog.key_install_command(repo, mirror, None))
+    installed = apt(aptsource.key_install_command(repo, mirror, None))
     assert installed.returncode == 0, installed.stderr
     # The served file also holds the impostor's key: only the pinned one is kept.
     assert fingerprints(repo.keyring) == [keys["vendor"][1]]
     assert vendor.requests == ["/mirror/keys.vendor.test/archive-key.asc"]
 
-    Path(repo.sources_path).write_text(graylog.sources_list(repo, mirror, None))
-    checked = apt(graylog.repository_check_command(repo, mirror, None))
+    Path(repo.sources_path).write_text(aptsource.sources_list(repo, mirror, None))
+    checked = apt(aptsource.repository_check_command(repo, mirror, None))
     assert checked.returncode == 0, checked.stderr
     assert "/mirror/repo.vendor.test/apt/dists/stable/InRelease" in vendor.requests
 
 
+@needs_tools
 def test_a_key_without_the_pinned_fingerprint_is_refused(tmp_path, keys, vendor, apt):
-    repo = repository(tmp_path, keys)
+    repo = vendor_source(tmp_path, keys)
     (vendor.root / "keys.vendor.test/archive-key.asc").write_bytes(armored(keys, "impostor"))
-    result = apt(graylog.key_install_command(repo, f"{vendor.url}/mirror", None))
+    result = apt(aptsource.key_install_command(repo, f"{vendor.url}/mirror", None))
     assert result.returncode == 1
     url = f"{vendor.url}/mirror/keys.vendor.test/archive-key.asc"
     assert result.stderr.splitlines() == [
@@ -205,42 +294,51 @@ def test_a_key_without_the_pinned_fingerprint_is_refused(tmp_path, keys, vendor,
     assert not Path(repo.keyring).exists()
 
 
+@needs_tools
 def test_https_repositories_go_through_apt_cacher_ng_as_http_https(tmp_path, keys, vendor, apt):
-    repo = repository(tmp_path, keys)
+    repo = vendor_source(tmp_path, keys)
     proxy = vendor.url  # plays the repository host's apt-cacher-ng
-    installed = apt(graylog.key_install_command(repo, None, proxy))
+    installed = apt(aptsource.key_install_command(repo, None, proxy))
     assert installed.returncode == 0, installed.stderr
     assert vendor.requests == ["http://HTTPS///keys.vendor.test/archive-key.asc"]
 
-    sources = graylog.sources_list(repo, None, proxy)
+    sources = aptsource.sources_list(repo, None, proxy)
     assert f"deb [signed-by={repo.keyring}] http://HTTPS///repo.vendor.test/apt/ stable main" in (
         sources
     )
     Path(repo.sources_path).write_text(sources)
-    checked = apt(graylog.repository_check_command(repo, None, proxy), proxy=proxy)
+    checked = apt(aptsource.repository_check_command(repo, None, proxy), proxy=proxy)
     assert checked.returncode == 0, checked.stderr
     # apt asked the proxy for the remapped URL; the proxy fetches it over HTTPS upstream.
     assert "http://HTTPS///repo.vendor.test/apt/dists/stable/InRelease" in vendor.requests
 
 
-def test_unreachable_repository_stops_with_one_line_naming_it(tmp_path, keys, apt):
-    repo = repository(tmp_path, keys)
+@needs_tools
+@pytest.mark.parametrize(
+    ("owner", "hint"),
+    [
+        (
+            graylog.OWNER,
+            "check that graylog.apt_mirror (http://127.0.0.1:9/mirror) answers and mirrors it, "
+            "or set graylog.install = false to leave the log stack out",
+        ),
+        (OTHER, "check that vendor.apt_mirror (http://127.0.0.1:9/mirror) answers and mirrors it"),
+    ],
+)
+def test_unreachable_repository_stops_with_one_line_naming_it(tmp_path, keys, apt, owner, hint):
+    repo = vendor_source(tmp_path, keys, owner=owner)
     mirror = "http://127.0.0.1:9/mirror"  # the discard port: nothing answers
-    key = apt(graylog.key_install_command(repo, mirror, None))
+    key = apt(aptsource.key_install_command(repo, mirror, None))
     assert key.returncode == 1
     [line] = key.stderr.splitlines()
     assert line.startswith(
         "kubi: repository vendor: cannot download its signing key from "
         "http://127.0.0.1:9/mirror/keys.vendor.test/archive-key.asc (curl: (7) "
     )
-    hint = (
-        "check that graylog.apt_mirror (http://127.0.0.1:9/mirror) answers and mirrors it, "
-        "or set graylog.install = false to leave the log stack out"
-    )
     assert line.endswith(f"; {hint}")
 
-    Path(repo.sources_path).write_text(graylog.sources_list(repo, mirror, None))
-    checked = apt(graylog.repository_check_command(repo, mirror, None))
+    Path(repo.sources_path).write_text(aptsource.sources_list(repo, mirror, None))
+    checked = apt(aptsource.repository_check_command(repo, mirror, None))
     assert checked.returncode == 1
     [line] = checked.stderr.splitlines()
     assert line.startswith(
@@ -252,23 +350,25 @@ def test_unreachable_repository_stops_with_one_line_naming_it(tmp_path, keys, ap
     assert line.endswith(f"; {hint}")
 
 
+@needs_tools
 def test_repository_signed_by_another_key_is_refused_in_one_line(tmp_path, keys, vendor, apt):
     signed_repository(vendor.root / "repo.vendor.test/apt", keys, signer="impostor")
-    repo = repository(tmp_path, keys)
+    repo = vendor_source(tmp_path, keys)
     mirror = f"{vendor.url}/mirror"
-    assert apt(graylog.key_install_command(repo, mirror, None)).returncode == 0
-    Path(repo.sources_path).write_text(graylog.sources_list(repo, mirror, None))
-    checked = apt(graylog.repository_check_command(repo, mirror, None))
+    assert apt(aptsource.key_install_command(repo, mirror, None)).returncode == 0
+    Path(repo.sources_path).write_text(aptsource.sources_list(repo, mirror, None))
+    checked = apt(aptsource.repository_check_command(repo, mirror, None))
     assert checked.returncode == 1
     [line] = checked.stderr.splitlines()
     assert line.startswith("kubi: repository vendor (")
     assert "NO_PUBKEY" in line or "not signed" in line
 
 
+@needs_tools
 def test_keyring_fact_reports_fingerprints_and_validity(tmp_path, keys, vendor, apt):
-    repo = repository(tmp_path, keys)
+    repo = vendor_source(tmp_path, keys)
     absent = str(tmp_path / "keyrings/absent.gpg")
-    apt(graylog.key_install_command(repo, f"{vendor.url}/mirror", None))
+    apt(aptsource.key_install_command(repo, f"{vendor.url}/mirror", None))
     state = LocalHost().get_fact(LogStackState, keyrings=(repo.keyring, absent))
     assert state["keyrings"][absent] is None
     info = state["keyrings"][repo.keyring]
@@ -276,10 +376,10 @@ def test_keyring_fact_reports_fingerprints_and_validity(tmp_path, keys, vendor, 
     [until] = info["signing_until"]  # the key made here expires in two years
     now = time.time()
     assert now + 700 * 86400 < until < now + 740 * 86400
-    assert graylog.keyring_ok(info, keys["vendor"][1], now)
-    assert not graylog.keyring_ok(info, keys["impostor"][1], now)  # not the pinned key
-    assert not graylog.keyring_ok(info, keys["vendor"][1], until - 86400)  # renewal due
-    assert not graylog.keyring_ok(None, keys["vendor"][1], now)  # absent
+    assert aptsource.keyring_ok(info, keys["vendor"][1], now)
+    assert not aptsource.keyring_ok(info, keys["impostor"][1], now)  # not the pinned key
+    assert not aptsource.keyring_ok(info, keys["vendor"][1], until - 86400)  # renewal due
+    assert not aptsource.keyring_ok(None, keys["vendor"][1], now)  # absent
     with open("/proc/sys/vm/max_map_count") as live:
         assert state["max_map_count"] == int(live.read())
 
