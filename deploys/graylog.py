@@ -3,9 +3,10 @@
 Graylog (single node) with OpenSearch (its search backend) and MongoDB (its configuration
 store), each from its vendor's apt repository at the versions of the platform config, all
 three on the loopback only; a global GELF TCP input (every log stream of the platform
-arrives there) created through Graylog's REST API; and two nginx sites on the host's
-address: Graylog for the platform hosts (the input host's cockpit), Prometheus through the
-admin ingress for existing collection systems.
+arrives there) created through Graylog's REST API; and the output host's nginx sites on
+the host's address: Graylog for the platform hosts (the input host's cockpit), and every
+in-cluster UI that a component publishes for systems outside the platform (its
+`UiRoute.output_host` in kubi.components, e.g. Prometheus for existing collection systems).
 
 With `graylog.install = false` only the nginx sites are deployed (they answer 502 until
 Graylog and the cluster exist) and one notice says the stack was left out.
@@ -23,9 +24,13 @@ from pyinfra import host, logger
 from pyinfra.facts.deb import DebPackages
 from pyinfra.operations import files, server
 
+import kubi.graylog
 from facts.graylog import GraylogInputs, LogStackState
-from kubi import aptsource, graylog, graylog_api, nginx, ops
-from kubi.deploy import addresses, me, platform
+from kubi import aptsource, graylog_api, nginx, ops
+from kubi.aptsource import AptSource
+from kubi.config import Host, Platform
+from kubi.config.graylog import GraylogSettings
+from kubi.deploy import addresses, component, entry_script, me, platform
 from kubi.facts import ServiceState
 from kubi.secrets import for_platform
 from kubi.templates import render
@@ -34,13 +39,28 @@ MAX_MAP_COUNT = 262144
 SYSCTL_FILE = "/etc/sysctl.d/90-kubi-opensearch.conf"
 SERVER_CONF = "/etc/graylog/server/server.conf"
 
-cfg = platform()
-node = me()
-settings = cfg.graylog
+
+@component("graylog")
+def graylog() -> None:
+    cfg, node = platform(), me()
+    nginx_sites(cfg, node)
+    if not cfg.graylog.install:
+        logger.warning(
+            f"graylog: graylog.install is false: the log stack (Graylog, OpenSearch, MongoDB) "
+            f"is left out on {node.name}; only its nginx sites are deployed"
+        )
+        return
+    sources = kubi.graylog.apt_sources(cfg.versions)
+    state = host.get_fact(LogStackState, keyrings=tuple(r.keyring for r in sources))
+    repositories_and_packages(cfg, node, sources, state)
+    kernel(state)
+    services(configuration(cfg, node))
+    gelf_input(cfg.graylog)
 
 
-def nginx_sites():
-    """Both sites, whether the stack is installed or not: they must pass `nginx -t` alone."""
+def nginx_sites(cfg: Platform, node: Host) -> None:
+    """The sites, whether the stack is installed or not: they must pass `nginx -t` alone."""
+    settings = cfg.graylog
     ip_of = addresses()
     listen = f"{ip_of[node.name]}:80"
     nginx.site(
@@ -55,21 +75,28 @@ def nginx_sites():
             http_port=settings.http_port,
         ),
     )
-    nginx.site(
-        "prometheus",
-        render(
-            "graylog",
-            "prometheus-site.conf",
-            listen=listen,
-            hostname=cfg.ui_hostname("prometheus"),
-            admin_ingress=[ip_of[h.name] for h in cfg.admin_ingress_nodes],
-            nodeport=cfg.ingress.admin_http_nodeport,
-        ),
-    )
+    for route in cfg.ui_routes:
+        if route.output_host:
+            nginx.site(
+                route.name,
+                render(
+                    "graylog",
+                    "route-site.conf",
+                    listen=listen,
+                    ui=route.name,
+                    title=route.title,
+                    hostname=cfg.ui_hostname(route.name),
+                    admin_ingress=[ip_of[h.name] for h in cfg.admin_ingress_nodes],
+                    nodeport=cfg.ingress.admin_http_nodeport,
+                ),
+            )
 
 
-def repositories_and_packages(repos, state):
+def repositories_and_packages(
+    cfg: Platform, node: Host, repos: list[AptSource], state: dict
+) -> None:
     """Keys, sources and pins, then the packages (after a per-repository check)."""
+    settings = cfg.graylog
     proxy = cfg.apt_proxy_for(node)
     mirror = settings.apt_mirror
     now = time.time()
@@ -86,7 +113,7 @@ def repositories_and_packages(repos, state):
         )
     ops.file(
         name="log stack version pins",
-        path=graylog.PREFERENCES_PATH,
+        path=kubi.graylog.PREFERENCES_PATH,
         content=aptsource.apt_preferences(repos),
     )
     missing = aptsource.packages_to_install(repos, host.get_fact(DebPackages))
@@ -111,7 +138,7 @@ def repositories_and_packages(repos, state):
     )
 
 
-def kernel(state):
+def kernel(state: dict) -> None:
     """OpenSearch maps its index files into memory: raise the kernel's limit, at boot too."""
     ops.file(
         name=f"vm.max_map_count {MAX_MAP_COUNT} for OpenSearch",
@@ -123,11 +150,14 @@ def kernel(state):
         server.shell(name="apply vm.max_map_count", commands=[f"sysctl -q -p {SYSCTL_FILE}"])
 
 
-def configuration():
+def configuration(cfg: Platform, node: Host) -> dict[str, list]:
     """Every configuration file; returns the operations that change files, per service."""
+    settings = cfg.graylog
     store = for_platform(cfg)
-    password_secret = store.get(graylog.SECRET_PASSWORD_SECRET, lambda: secrets.token_urlsafe(72))
-    admin_password = store.get(graylog.SECRET_ADMIN_PASSWORD)
+    password_secret = store.get(
+        kubi.graylog.SECRET_PASSWORD_SECRET, lambda: secrets.token_urlsafe(72)
+    )
+    admin_password = store.get(kubi.graylog.SECRET_ADMIN_PASSWORD)
     versions = cfg.versions
 
     mongod = ops.file(
@@ -170,7 +200,7 @@ def configuration():
                 "server.conf",
                 version=versions.graylog,
                 password_secret=password_secret,
-                root_username=graylog.ADMIN_USER,
+                root_username=kubi.graylog.ADMIN_USER,
                 root_password_sha2=hashlib.sha256(admin_password.encode()).hexdigest(),
                 timezone=cfg.seed.timezone,
                 http_port=settings.http_port,
@@ -193,24 +223,28 @@ def configuration():
     # root-only too, so no file in it is readable by others even while it is uploaded.
     ops.file(
         name="Graylog API client",
-        path=graylog.SCRIPT_PATH,
+        path=kubi.graylog.SCRIPT_PATH,
         content=Path(graylog_api.__file__).read_text(),
         make_dirs=True,
     )
-    files.directory(name=f"folder {graylog.CONFIG_DIR}", path=graylog.CONFIG_DIR, mode="700")
+    files.directory(
+        name=f"folder {kubi.graylog.CONFIG_DIR}", path=kubi.graylog.CONFIG_DIR, mode="700"
+    )
     ops.file(
         name="Graylog API credentials",
-        path=graylog.NETRC_PATH,
+        path=kubi.graylog.NETRC_PATH,
         content=render(
-            "graylog", "graylog-api.netrc", user=graylog.ADMIN_USER, password=admin_password
+            "graylog", "graylog-api.netrc", user=kubi.graylog.ADMIN_USER, password=admin_password
         ),
         mode="600",
     )
     ops.file(
         name="Graylog input specification",
-        path=graylog.INPUT_SPEC_PATH,
+        path=kubi.graylog.INPUT_SPEC_PATH,
         content=json.dumps(
-            graylog.input_spec(settings.http_port, settings.gelf_tcp_port), indent=2, sort_keys=True
+            kubi.graylog.input_spec(settings.http_port, settings.gelf_tcp_port),
+            indent=2,
+            sort_keys=True,
         )
         + "\n",
         mode="600",
@@ -218,7 +252,7 @@ def configuration():
     return {"mongod": [mongod], "opensearch": opensearch, "graylog-server": graylog_server}
 
 
-def services(changes):
+def services(changes: dict[str, list]) -> None:
     """In dependency order: MongoDB and OpenSearch before Graylog. A running service whose
     configuration changed restarts once; a stopped one simply starts with the new one."""
     for unit, changed in host.loop(changes.items()):
@@ -233,31 +267,19 @@ def services(changes):
         ops.service(name=f"{unit} running", unit=unit)
 
 
-def gelf_input():
+def gelf_input(settings: GraylogSettings) -> None:
     """The GELF TCP input, created or updated through the API once Graylog answers."""
-    wanted = graylog.gelf_input(settings.gelf_tcp_port)
+    wanted = kubi.graylog.gelf_input(settings.gelf_tcp_port)
     inputs = host.get_fact(
-        GraylogInputs, api=graylog.api_base(settings.http_port), netrc=graylog.NETRC_PATH
+        GraylogInputs, api=kubi.graylog.api_base(settings.http_port), netrc=kubi.graylog.NETRC_PATH
     )
-    if inputs is not None and graylog.input_action(inputs, wanted) is None:
+    if inputs is not None and kubi.graylog.input_action(inputs, wanted) is None:
         return
     server.shell(
         name=f"Graylog input GELF TCP {settings.gelf_tcp_port}",
-        commands=[graylog.ensure_input_command()],
+        commands=[kubi.graylog.ensure_input_command()],
     )
 
 
-if "output" in node.roles:
-    nginx_sites()
-    if not settings.install:
-        logger.warning(
-            f"graylog: graylog.install is false: the log stack (Graylog, OpenSearch, MongoDB) "
-            f"is left out on {node.name}; only its nginx sites are deployed"
-        )
-    else:
-        repos = graylog.apt_sources(cfg.versions)
-        state = host.get_fact(LogStackState, keyrings=tuple(r.keyring for r in repos))
-        repositories_and_packages(repos, state)
-        kernel(state)
-        services(configuration())
-        gelf_input()
+if entry_script(__name__):
+    graylog()

@@ -35,12 +35,20 @@ class UiRoute:
     + backend: where it runs: ``admin_ingress`` (in the cluster, through the admin ingress
       NodePort of the workers) or ``output`` (the output host's nginx, port 80)
     + headers: extra request headers the UI needs behind a proxy (nginx variables allowed)
+    + output_host: an in-cluster UI also served by the output host's nginx (port 80, as
+      ``<name>.<domain>``) for systems outside the platform, e.g. Prometheus for existing
+      collection systems
     """
 
     name: str
     title: str
     backend: Literal["admin_ingress", "output"]
     headers: tuple[tuple[str, str], ...] = ()
+    output_host: bool = False
+
+    def __post_init__(self) -> None:
+        if self.output_host and self.backend != "admin_ingress":
+            raise ValueError(f"UI {self.name}: only an in-cluster UI is served by the output host")
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@ import hashlib
 
 import pytest
 
+from kubi import components
+
 DESCRIPTION = {
     "name": "plan",
     "domain": "plan.kubi.internal",
@@ -34,3 +36,24 @@ def managed(content: str, mode: str = "644") -> dict:
 @pytest.fixture
 def description():
     return copy.deepcopy(DESCRIPTION)
+
+
+# An in-cluster add-on as the next issues add them (its deploy does not exist yet): its UIs
+# are entries of the component list, and the cockpit and the output host render them.
+MONITORING = components.Component(
+    "monitoring",
+    "Prometheus and Grafana",
+    roles=("control_plane",),
+    settings=None,
+    ui=(
+        components.UiRoute("grafana", "Grafana", backend="admin_ingress"),
+        components.UiRoute("prometheus", "Prometheus", backend="admin_ingress", output_host=True),
+    ),
+)
+
+
+@pytest.fixture
+def with_monitoring(monkeypatch):
+    """The component list with the monitoring add-on at its end."""
+    monkeypatch.setattr(components, "COMPONENTS", (*components.COMPONENTS, MONITORING))
+    monkeypatch.setattr(components, "NAMES", (*components.NAMES, MONITORING.name))

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from kubi import components
-
 from .conftest import managed
 from .harness import plan, uploads
 
@@ -20,23 +18,7 @@ def facts(files=None):
     return {"kubi.facts.ManagedFile": {f"path={p}": (files or {}).get(p) for p in PATHS}}
 
 
-# An in-cluster add-on as the next issues add them: its UI is one entry of the list.
-GRAFANA = components.Component(
-    "monitoring",
-    "Prometheus and Grafana",
-    roles=("control_plane",),
-    settings=None,
-    ui=(components.UiRoute("grafana", "Grafana", backend="admin_ingress"),),
-)
-
-
-@pytest.fixture
-def with_grafana(monkeypatch):
-    monkeypatch.setattr(components, "COMPONENTS", (*components.COMPONENTS, GRAFANA))
-    monkeypatch.setattr(components, "NAMES", (*components.NAMES, GRAFANA.name))
-
-
-def test_fresh_input_host(description, with_grafana):
+def test_fresh_input_host(description, with_monitoring):
     description["groups"]["control_plane"] = [
         ("cp1", {"ip": "10.20.0.21"}), ("cp2", {"ip": "10.20.0.22"}), ("cp3", {"ip": "10.20.0.23"})
     ]  # fmt: skip
@@ -49,7 +31,7 @@ def test_fresh_input_host(description, with_grafana):
         "listen 127.0.0.1:8080 default_server;",
         "listen 127.0.0.1:8080;",
     }
-    for ui in ("grafana", "graylog"):
+    for ui in ("grafana", "prometheus", "graylog"):
         assert f"server_name {ui}.localhost {ui}.plan.kubi.internal;" in site
         assert f"proxy_set_header Host {ui}.plan.kubi.internal;" in site
     assert "upstream cockpit_admin_ingress {\n    server 10.20.0.31:30080 max_fails" in site
@@ -74,7 +56,7 @@ def test_only_on_the_input_host(description, host):
     assert plan("deploys/cockpit.py", host, description, {}) == []
 
 
-def test_routes_are_those_of_the_components_that_are_on(description, with_grafana):
+def test_routes_are_those_of_the_components_that_are_on(description, with_monitoring):
     """The cockpit renders what the list holds: no add-on, no route and no upstream."""
     description["components"] = {"monitoring": False, "graylog": False}
     site = uploads(plan("deploys/cockpit.py", "in1", description, facts()))[

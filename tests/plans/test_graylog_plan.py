@@ -109,6 +109,11 @@ def converged_facts(description):
     }
 
 
+@pytest.fixture(autouse=True)
+def _monitoring(with_monitoring):
+    """Every plan here with an add-on that publishes Prometheus on the output host."""
+
+
 def _repos():
     from kubi.config import Versions
 
@@ -261,6 +266,17 @@ def test_nginx_sites(description):
     assert "server_name prometheus.plan.kubi.internal;" in prometheus
     assert "server 10.20.0.31:30080 max_fails=2 fail_timeout=10s;" in prometheus
     assert "proxy_set_header Host prometheus.plan.kubi.internal;" in prometheus
+
+
+def test_only_the_routes_the_components_publish(description, monkeypatch):
+    """No add-on publishing a UI for outside systems: the Graylog site alone."""
+    from kubi import components
+
+    monkeypatch.setattr(
+        components, "COMPONENTS", tuple(c for c in components.COMPONENTS if c.name != "monitoring")
+    )
+    lines = plan(DEPLOY, "out1", description, fresh_facts())
+    assert [n for n in op_names(lines) if n.startswith("nginx site")] == ["nginx site graylog"]
 
 
 def test_mirror_configured_sources_and_keys_point_at_it(description):

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import copy
 
-from tests.plans.conftest import DESCRIPTION
+from tests.plans.conftest import (
+    DESCRIPTION,
+    with_monitoring,  # noqa: F401  (fixture)
+)
 from tests.plans.harness import plan, uploads
-from tests.plans.test_cockpit_plan import with_grafana  # noqa: F401, F811  (fixture)
 
 from .test_nginx_mechanism import Nginx, pytestmark  # noqa: F401  (same nginx requirement)
 
 
-def test_cockpit_configuration_is_valid_nginx(tmp_path, with_grafana):  # noqa: F811
+def test_cockpit_configuration_is_valid_nginx(tmp_path, with_monitoring):  # noqa: F811
     description = copy.deepcopy(DESCRIPTION)
     files = {"kubi.facts.ManagedFile": {}}
     for path in ("/var/www/kubi-cockpit/index.html", "/etc/nginx/sites.conf.d/cockpit.conf",

@@ -18,7 +18,7 @@ import pytest
 from kubi import aptsource, graylog, graylog_api
 from kubi.config import Versions, validate
 from kubi.config.matrices import log_stack
-from tests.plans.conftest import DESCRIPTION
+from tests.plans.conftest import DESCRIPTION, with_monitoring  # noqa: F401  (fixture)
 from tests.plans.harness import plan, uploads
 from tests.plans.test_graylog_plan import fresh_facts
 
@@ -303,6 +303,7 @@ def sites(description, listen: str) -> dict[str, str]:
 
 @needs_nginx
 @pytest.mark.parametrize("install", [True, False])
+@pytest.mark.usefixtures("with_monitoring")
 def test_planned_sites_pass_nginx_t(nginx, tmp_path, install):
     description = copy.deepcopy(DESCRIPTION)
     description["secrets_dir"] = str(tmp_path / "secrets")
@@ -367,8 +368,8 @@ def test_sites_route_by_name_and_restrict_graylog(nginx):
             allowed=["127.0.0.1"], http_port=backend.port,
         )  # fmt: skip
         prometheus_site = render(
-            "graylog", "prometheus-site.conf", listen=listen, hostname="prometheus.t.internal",
-            admin_ingress=["127.0.0.1"], nodeport=backend.port,
+            "graylog", "route-site.conf", listen=listen, ui="prometheus", title="Prometheus",
+            hostname="prometheus.t.internal", admin_ingress=["127.0.0.1"], nodeport=backend.port,
         )  # fmt: skip
         subprocess.run([NGINX, "-c", str(nginx.conf)], check=True)
         # Through kubi's own validate-then-reload path, as on the host.

@@ -95,7 +95,9 @@ class TestStack:
 
 
 def test_nginx_sites_valid_and_routing(node, platform):
-    for site in ("graylog", "prometheus"):
+    # Graylog's own site, and one per in-cluster UI a component publishes for outside systems.
+    published = [route.name for route in platform.ui_routes if route.output_host]
+    for site in ("graylog", *published):
         assert node.file(f"/etc/nginx/sites.conf.d/{site}.conf").is_file
     assert node.run("nginx -t").rc == 0
     # From the host itself (a platform address, so allowed): Graylog answers through nginx
