@@ -13,8 +13,7 @@ every published chart).
 
 from pyinfra.operations import files
 
-from kubi import charts, nginx, ops
-from kubi import registry as repo
+from kubi import charts, nginx, ops, registry
 from kubi.deploy import me, platform
 from kubi.templates import render
 
@@ -30,20 +29,20 @@ if "repository" in me().roles:
     )
     # Also made by deploys/registry.py: a redeploy of charts alone must not depend on it.
     files.directory(
-        name=f"repository extension folder {repo.EXTENSION_DIR}",
-        path=repo.EXTENSION_DIR,
+        name=f"repository extension folder {registry.EXTENSION_DIR}",
+        path=registry.EXTENSION_DIR,
         mode="755",
     )
     ops.file(
         name="nginx location /charts/",
-        path=f"{repo.EXTENSION_DIR}/charts.conf",
+        path=f"{registry.EXTENSION_DIR}/charts.conf",
         content=render(
             "charts",
             "location.conf",
             charts_path=folder,
             anonymous_pull=cfg.registry.anonymous_pull,
-            realm=repo.REALM,
-            pull_htpasswd=repo.PULL_HTPASSWD,
+            realm=registry.REALM,
+            pull_htpasswd=registry.PULL_HTPASSWD,
         ),
         check=nginx.CHECK,
         reload=nginx.RELOAD,

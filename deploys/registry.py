@@ -14,8 +14,7 @@ server certificate). On Kubernetes nodes also containerd's registry folder
 
 from pyinfra.operations import files, server
 
-from kubi import nginx, ops
-from kubi import registry as repo
+from kubi import nginx, ops, registry
 from kubi.deploy import addresses, me, platform
 from kubi.secrets import for_platform
 from kubi.templates import render
@@ -31,9 +30,12 @@ if "repository" in node.roles:
     # (dpkg keeps a conffile that exists before the install; APT_OPTS keep it on upgrades.)
     config = ops.file(
         name="registry configuration",
-        path=repo.CONFIG_FILE,
+        path=registry.CONFIG_FILE,
         content=render(
-            "registry", "config.yml", storage_path=cfg.registry.storage_path, listen=repo.UPSTREAM
+            "registry",
+            "config.yml",
+            storage_path=cfg.registry.storage_path,
+            listen=registry.UPSTREAM,
         ),
         make_dirs=True,
     )
@@ -41,26 +43,26 @@ if "repository" in node.roles:
     files.directory(
         name=f"registry storage {cfg.registry.storage_path}",
         path=cfg.registry.storage_path,
-        user=repo.SERVICE_USER,
-        group=repo.SERVICE_USER,
+        user=registry.SERVICE_USER,
+        group=registry.SERVICE_USER,
         mode="750",
     )
     if config.will_change and not install.will_change:
         # The registry has no reload; a fresh install already started with this file.
         server.shell(
             name="restart registry (configuration changed)",
-            commands=[f"systemctl restart {repo.SERVICE}"],
+            commands=[f"systemctl restart {registry.SERVICE}"],
         )
-    ops.service(name="registry running", unit=repo.SERVICE)
+    ops.service(name="registry running", unit=registry.SERVICE)
 
     # --- nginx in front: TLS, accounts, proxy ---------------------------------------------
-    names = repo.server_names(cfg, node.name, node.short_name)
+    names = registry.server_names(cfg, node.name, node.short_name)
     # Certificate and key in one 0600 file, swapped atomically, checked by `nginx -t`
     # before nginx reloads (a renewed pair never meets a stale half).
     ops.file(
         name="repository TLS certificate and key",
-        path=repo.TLS_FILE,
-        content=repo.tls_pem(cfg, names, addresses()[node.name]),
+        path=registry.TLS_FILE,
+        content=registry.tls_pem(cfg, names, addresses()[node.name]),
         mode="600",
         check=nginx.CHECK,
         reload=nginx.RELOAD,
@@ -69,57 +71,57 @@ if "repository" in node.roles:
     # Read by the nginx workers (www-data) at each request: no reload needed.
     ops.file(
         name="registry pull accounts (htpasswd)",
-        path=repo.PULL_HTPASSWD,
-        content=repo.htpasswd(secrets, ("push", "pull")),
+        path=registry.PULL_HTPASSWD,
+        content=registry.htpasswd(secrets, ("push", "pull")),
         mode="640",
         group="www-data",
         make_dirs=True,
     )
     ops.file(
         name="registry push account (htpasswd)",
-        path=repo.PUSH_HTPASSWD,
-        content=repo.htpasswd(secrets, ("push",)),
+        path=registry.PUSH_HTPASSWD,
+        content=registry.htpasswd(secrets, ("push",)),
         mode="640",
         group="www-data",
     )
     files.directory(
-        name=f"repository extension folder {repo.EXTENSION_DIR}",
-        path=repo.EXTENSION_DIR,
+        name=f"repository extension folder {registry.EXTENSION_DIR}",
+        path=registry.EXTENSION_DIR,
         mode="755",
     )
     nginx.site(
-        repo.NGINX_SITE,
+        registry.NGINX_SITE,
         render(
             "registry",
             "site.conf",
             port=cfg.registry.port,
             server_names=names,
-            tls_file=repo.TLS_FILE,
-            realm=repo.REALM,
-            pull_htpasswd=repo.PULL_HTPASSWD,
-            push_htpasswd=repo.PUSH_HTPASSWD,
+            tls_file=registry.TLS_FILE,
+            realm=registry.REALM,
+            pull_htpasswd=registry.PULL_HTPASSWD,
+            push_htpasswd=registry.PUSH_HTPASSWD,
             anonymous_pull=cfg.registry.anonymous_pull,
-            upstream=repo.UPSTREAM,
-            extension_dir=repo.EXTENSION_DIR,
+            upstream=registry.UPSTREAM,
+            extension_dir=registry.EXTENSION_DIR,
         ),
     )
 
 # --- trust (every host) ----------------------------------------------------------------------
 # With an operator-given certificate, its issuer is trusted by means outside kubi (a company
 # CA already on the hosts): kubi installs no CA, and removes the one it may have installed.
-ca = repo.platform_ca(cfg) if repo.uses_platform_ca(cfg) else None
+ca = registry.platform_ca(cfg) if registry.uses_platform_ca(cfg) else None
 ops.file(
     name=f"platform CA trusted by the system (kubi-{cfg.name})",
-    path=repo.system_ca_file(cfg),
+    path=registry.system_ca_file(cfg),
     content=ca,
     reload="update-ca-certificates --fresh",
 )
 
 # --- containerd (Kubernetes nodes) -----------------------------------------------------------
 if node.is_kubernetes_node:
-    folder = repo.containerd_dir(cfg)
+    folder = registry.containerd_dir(cfg)
     ca_file = f"{folder}/ca.crt"
-    pull = None if cfg.registry.anonymous_pull else repo.account(secrets, "pull")
+    pull = None if cfg.registry.anonymous_pull else registry.account(secrets, "pull")
     ops.file(
         name="containerd registry CA",
         path=ca_file,
@@ -132,8 +134,8 @@ if node.is_kubernetes_node:
         content=render(
             "registry",
             "hosts.toml",
-            certs_dir=repo.CONTAINERD_CERTS_DIR,
-            url=repo.url(cfg),
+            certs_dir=registry.CONTAINERD_CERTS_DIR,
+            url=registry.url(cfg),
             ca_file=ca_file if ca else None,
             authorization=pull.basic() if pull else None,
         ),
