@@ -269,8 +269,7 @@ def publish(
                 return Published(packaged.name, packaged.version, outcome, _count(entries))
             log(f"{INDEX} changed during the publish (another publish?): merging again")
         raise ChartError(
-            f"{INDEX} on {store.runner.where} kept changing during {RETRIES} attempts; "
-            "try again"
+            f"{INDEX} on {store.runner.where} kept changing during {RETRIES} attempts; try again"
         )
 
 

@@ -179,3 +179,24 @@ def test_cli_refuses_a_broken_chart_with_helms_message(tmp_path, store, monkeypa
     assert cli.main(["charts", "publish", str(good), "--inventory", str(inventory)]) == 0
     out = capsys.readouterr().out
     assert "demo 0.1.0: published in https://repository.plan.kubi.internal/charts/" in out
+
+
+def test_cli_reports_an_ssh_failure_in_one_line(tmp_path, monkeypatch, capsys):
+    from kubi.ssh import SshError
+
+    inventory = tmp_path / "inv.py"
+    inventory.write_text(
+        "from kubi.inventory import declare\n"
+        "from tests.plans.conftest import DESCRIPTION\n"
+        f"declare(__file__, **DESCRIPTION, secrets_dir={str(tmp_path / 's')!r})\n"
+    )
+
+    def unreachable(declared):
+        raise SshError("cannot connect to repo1 (10.20.0.13:22) over SSH as root: refused")
+
+    monkeypatch.setattr(charts, "chart_store_for", unreachable)
+    chart = make_chart(tmp_path / "src")
+    assert cli.main(["charts", "publish", str(chart), "--inventory", str(inventory)]) == 1
+    assert capsys.readouterr().err == (
+        "kubi: cannot connect to repo1 (10.20.0.13:22) over SSH as root: refused\n"
+    )
