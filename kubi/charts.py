@@ -28,15 +28,15 @@ import hashlib
 import io
 import shlex
 import shutil
-import subprocess
 import tarfile
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
 
 import yaml
+
+from kubi.ssh import Runner, SshHost
 
 INDEX = "index.yaml"
 # What `helm repo index` writes for an empty folder (minus the time stamp, so the file
@@ -146,104 +146,11 @@ def merged_index(current: bytes, filename: str, archive: bytes, workdir: Path) -
     return (folder / INDEX).read_bytes()
 
 
-# --- where the repository lives: a folder reached through a shell ------------------------------
+# --- where the charts live: a folder on the repository host, reached through a shell ----------
 
 
-@dataclass
-class Completed:
-    returncode: int
-    stdout: bytes
-    stderr: bytes
-
-
-class Runner(Protocol):
-    """Runs one shell command on the repository host, with bytes on its stdin."""
-
-    where: str  # for messages, e.g. "lab-repository"
-
-    def __call__(self, command: str, stdin: bytes = b"") -> Completed: ...
-
-
-class LocalRunner:
-    """This machine's `sh` (tests, or a publish run on the repository host itself)."""
-
-    where = "localhost"
-
-    def __call__(self, command: str, stdin: bytes = b"") -> Completed:
-        done = subprocess.run(["sh", "-c", command], input=stdin, capture_output=True)
-        return Completed(done.returncode, done.stdout, done.stderr)
-
-
-class SshRunner:
-    """One SSH connection (paramiko) with the inventory's connection settings.
-
-    `host_data` is `DeclaredPlatform.host_data(...)`: address, user, port, key,
-    strict host key checking, known_hosts file and timeout, exactly as pyinfra uses them.
-    """
-
-    def __init__(self, name: str, host_data: dict[str, Any]):
-        import paramiko
-
-        self.where = name
-        self.sudo = bool(host_data.get("_sudo"))
-        self._known_hosts = host_data.get("ssh_known_hosts_file") or "~/.ssh/known_hosts"
-        self._client = paramiko.SSHClient()
-        strict = host_data.get("ssh_strict_host_key_checking", "accept-new")
-        path = Path(self._known_hosts).expanduser()
-        if strict != "no" and path.is_file():  # "no": any key is accepted, none recorded
-            self._client.load_host_keys(str(path))
-        self._client.set_missing_host_key_policy(
-            paramiko.RejectPolicy()
-            if strict == "yes"
-            else (_AcceptNew(path) if strict == "accept-new" else paramiko.AutoAddPolicy())
-        )
-        try:
-            self._client.connect(
-                host_data["ssh_hostname"],
-                port=host_data.get("ssh_port", 22),
-                username=host_data.get("ssh_user"),
-                key_filename=host_data.get("ssh_key"),
-                timeout=host_data.get("ssh_connect_timeout", 10),
-                allow_agent=True,
-                look_for_keys=host_data.get("ssh_key") is None,
-            )
-        except (paramiko.SSHException, OSError) as exc:
-            raise ChartError(
-                f"cannot connect to the repository host {name} "
-                f"({host_data['ssh_hostname']}:{host_data.get('ssh_port', 22)}) over SSH: "
-                f"{exc.__class__.__name__}: {exc}; check the inventory's ssh settings and "
-                f"known_hosts ({self._known_hosts})"
-            ) from None
-
-    def __call__(self, command: str, stdin: bytes = b"") -> Completed:
-        if self.sudo:
-            command = f"sudo -n sh -c {shlex.quote(command)}"
-        channel = self._client.get_transport().open_session()  # type: ignore[union-attr]
-        channel.exec_command(command)
-        if stdin:
-            channel.sendall(stdin)
-        channel.shutdown_write()
-        out, err = channel.makefile("rb").read(), channel.makefile_stderr("rb").read()
-        return Completed(channel.recv_exit_status(), out, err)
-
-    def close(self) -> None:
-        self._client.close()
-
-
-class _AcceptNew:
-    """OpenSSH's `accept-new`: an unknown host key is recorded, a changed one refused."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def missing_host_key(self, client, hostname, key):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as known:
-            known.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
-
-
-class Repository:
-    """The chart folder on the repository host, reached through a Runner.
+class ChartStore:
+    """The chart folder on the repository host, reached through a Runner (`kubi.ssh`).
 
     Reads are `cat`; a commit is one shell script fed a tar stream of the archive and the
     new index: under a lock, it installs both only if the index is still the one the merge
@@ -256,7 +163,7 @@ class Repository:
 
     def read(self, name: str) -> bytes | None:
         target = shlex.quote(f"{self.path}/{name}")
-        done = self.runner(f"if [ -e {target} ]; then cat {target}; else exit 44; fi")
+        done = self.runner.run(f"if [ -e {target} ]; then cat {target}; else exit 44; fi")
         if done.returncode == 44:
             return None
         if done.returncode:
@@ -291,7 +198,7 @@ class Repository:
             f'install -m 644 -o root -g root "$tmp"/{INDEX} {INDEX}.kubi-new && '
             f"mv -f {INDEX}.kubi-new {INDEX}"
         )
-        done = self.runner(script, stream.getvalue())
+        done = self.runner.run(script, stream.getvalue())
         if done.returncode == 45:
             return False
         if done.returncode:
@@ -315,13 +222,13 @@ class Published:
 
 def publish(
     chart: Path,
-    repository: Repository,
+    store: ChartStore,
     *,
     force: bool = False,
     kube_version: str | None = None,
     log: Callable[[str], object] = lambda line: None,
 ) -> Published:
-    """Lint, package and publish `chart` (a folder or a .tgz) into `repository`."""
+    """Lint, package and publish `chart` (a folder or a .tgz) into the chart `store`."""
     chart = Path(chart)
     if not chart.exists():
         raise ChartError(f"{chart} does not exist: give a chart folder or a .tgz archive")
@@ -332,24 +239,24 @@ def publish(
         packaged = package(chart, work)
         data = packaged.archive.read_bytes()
         outcome = "published"
-        remote = repository.read(packaged.filename)
+        remote = store.read(packaged.filename)
         if remote is not None:
             if content_digest(remote) == content_digest(data):
                 data, outcome = None, "unchanged"  # keep the published archive as it is
             elif not force:
                 raise ChartError(
                     f"{packaged.name} {packaged.version} is already published with other "
-                    f"content ({repository.path}/{packaged.filename} on "
-                    f"{repository.runner.where}); bump the chart's version, or replace it "
+                    f"content ({store.path}/{packaged.filename} on "
+                    f"{store.runner.where}); bump the chart's version, or replace it "
                     "with --force (clients that cached the old one will not notice)"
                 )
             else:
                 outcome = "replaced"
         for _ in range(RETRIES):
-            current = repository.read(INDEX)
+            current = store.read(INDEX)
             if current is None:
                 raise ChartError(
-                    f"no {INDEX} in {repository.path} on {repository.runner.where}: the chart "
+                    f"no {INDEX} in {store.path} on {store.runner.where}: the chart "
                     "repository is not deployed; run deploys/charts.py first"
                 )
             entries = (yaml.safe_load(current) or {}).get("entries") or {}
@@ -357,13 +264,12 @@ def publish(
                 return Published(packaged.name, packaged.version, outcome, _count(entries))
             archive = data if data is not None else remote
             index = merged_index(current, packaged.filename, archive, work)  # type: ignore[arg-type]
-            if repository.commit(packaged.filename, data, index, current):
+            if store.commit(packaged.filename, data, index, current):
                 entries = (yaml.safe_load(index) or {}).get("entries") or {}
                 return Published(packaged.name, packaged.version, outcome, _count(entries))
             log(f"{INDEX} changed during the publish (another publish?): merging again")
         raise ChartError(
-            f"{INDEX} on {repository.runner.where} kept changing during {RETRIES} attempts; "
-            "try again"
+            f"{INDEX} on {store.runner.where} kept changing during {RETRIES} attempts; try again"
         )
 
 
@@ -379,9 +285,9 @@ def _count(entries: dict) -> int:
     return sum(len(versions or []) for versions in entries.values())
 
 
-def repository_for(declared) -> tuple[Repository, SshRunner]:
-    """The chart repository of a loaded inventory, over SSH (close the runner after use)."""
+def chart_store_for(declared) -> tuple[ChartStore, SshHost]:
+    """The chart store of a loaded inventory, over SSH (close the host after use)."""
     config = declared.config
     target = config.role("repository")[0]
-    runner = SshRunner(target.name, declared.host_data(target.name))
-    return Repository(runner, config.charts.path), runner
+    host = SshHost(target.name, declared.host_data(target.name))
+    return ChartStore(host, config.charts.path), host

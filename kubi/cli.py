@@ -9,6 +9,7 @@ import sys
 from kubi.charts import ChartError
 from kubi.config import ConfigError
 from kubi.lab import LabError
+from kubi.ssh import SshError
 
 
 def _config_check(args: argparse.Namespace) -> int:
@@ -67,17 +68,17 @@ def _charts_publish(args: argparse.Namespace) -> int:
     from kubi.inventory import load
 
     declared = load(args.inventory)
-    repository, runner = charts.repository_for(declared)
+    store, host = charts.chart_store_for(declared)
     try:
         result = charts.publish(
             Path(args.chart),
-            repository,
+            store,
             force=args.force,
             kube_version=declared.config.versions.kubernetes,
             log=print,
         )
     finally:
-        runner.close()
+        host.close()
     what = {"published": "published", "replaced": "replaced (--force)", "unchanged": "unchanged"}
     print(
         f"{result.name} {result.version}: {what[result.outcome]} in "
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
         return 2
-    except (LabError, ChartError) as exc:  # one clear message (Helm's own), no traceback
+    except (LabError, ChartError, SshError) as exc:  # one clear message, no traceback
         print(f"kubi: {exc}", file=sys.stderr)
         return 1
 

@@ -1,5 +1,6 @@
-"""Chart publishing with Helm's own SDK, against a fake repository host: a local folder
-reached through `LocalRunner`, which runs the very shell scripts the SSH path sends."""
+"""Chart publishing with Helm's own SDK, against a fake repository host: a chart store in a
+local folder reached through `LocalRunner`, which runs the very shell scripts the SSH path
+sends."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import pytest
 import yaml
 
 from kubi import charts, cli
-from kubi.charts import ChartError, LocalRunner, Repository, publish
+from kubi.charts import ChartError, ChartStore, publish
+from kubi.ssh import LocalRunner
 
 
 def make_chart(parent: Path, name: str = "demo", version: str = "0.1.0", note: str = "") -> Path:
@@ -27,123 +29,123 @@ def make_chart(parent: Path, name: str = "demo", version: str = "0.1.0", note: s
 
 
 @pytest.fixture
-def repository(tmp_path):
+def store(tmp_path):
     folder = tmp_path / "repo"
     folder.mkdir()
     (folder / "index.yaml").write_text(charts.EMPTY_INDEX)
-    return Repository(LocalRunner(), str(folder))
+    return ChartStore(LocalRunner(), str(folder))
 
 
-def index_of(repository) -> dict:
-    return yaml.safe_load(Path(repository.path, "index.yaml").read_text())
+def index_of(store) -> dict:
+    return yaml.safe_load(Path(store.path, "index.yaml").read_text())
 
 
-def test_broken_chart_is_refused_with_helms_message(tmp_path, repository):
+def test_broken_chart_is_refused_with_helms_message(tmp_path, store):
     chart = make_chart(tmp_path / "src")
     template = chart / "templates" / "deployment.yaml"
     template.write_text(template.read_text().replace("{{- end }}", "", 1))
     with pytest.raises(ChartError) as refused:
-        publish(chart, repository)
+        publish(chart, store)
     message = str(refused.value)
     assert "[ERROR] templates/: parse error at (demo/templates/deployment.yaml:" in message
     assert "unexpected EOF" in message
     assert "Helm's lint refused the chart" in message
-    assert sorted(os.listdir(repository.path)) == ["index.yaml"]  # nothing published
-    assert index_of(repository)["entries"] == {}
+    assert sorted(os.listdir(store.path)) == ["index.yaml"]  # nothing published
+    assert index_of(store)["entries"] == {}
 
 
-def test_missing_version_is_refused(tmp_path, repository):
+def test_missing_version_is_refused(tmp_path, store):
     chart = make_chart(tmp_path / "src")
     chart_yaml = chart / "Chart.yaml"
     chart_yaml.write_text(chart_yaml.read_text().replace("version: 0.1.0", ""))
     with pytest.raises(ChartError, match=r"\[ERROR\] Chart.yaml: version is required"):
-        publish(chart, repository)
+        publish(chart, store)
 
 
-def test_publish_packages_and_indexes(tmp_path, repository):
-    result = publish(make_chart(tmp_path / "src"), repository, kube_version="1.31.4")
+def test_publish_packages_and_indexes(tmp_path, store):
+    result = publish(make_chart(tmp_path / "src"), store, kube_version="1.31.4")
     assert (result.name, result.version, result.outcome, result.charts) == (
         "demo", "0.1.0", "published", 1
     )  # fmt: skip
-    archive = Path(repository.path, "demo-0.1.0.tgz")
+    archive = Path(store.path, "demo-0.1.0.tgz")
     assert oct(archive.stat().st_mode & 0o777) == "0o644"
-    index = index_of(repository)
+    index = index_of(store)
     assert index["apiVersion"] == "v1" and "generated" in index
     (entry,) = index["entries"]["demo"]
     assert entry["urls"] == ["demo-0.1.0.tgz"]  # relative: any server name works
     assert entry["digest"] == helm.digest(str(archive)).removeprefix("sha256:")
     assert entry["apiVersion"] == "v2" and entry["appVersion"] and entry["created"]
-    assert sorted(os.listdir(repository.path)) == ["demo-0.1.0.tgz", "index.yaml"]  # no temp
+    assert sorted(os.listdir(store.path)) == ["demo-0.1.0.tgz", "index.yaml"]  # no temp
 
 
-def test_index_merge_keeps_existing_entries(tmp_path, repository):
-    publish(make_chart(tmp_path / "a"), repository)
-    first = index_of(repository)["entries"]["demo"][0]
-    publish(make_chart(tmp_path / "b", version="0.2.0"), repository)
-    publish(make_chart(tmp_path / "c", name="other", version="1.0.0"), repository)
-    entries = index_of(repository)["entries"]
+def test_index_merge_keeps_existing_entries(tmp_path, store):
+    publish(make_chart(tmp_path / "a"), store)
+    first = index_of(store)["entries"]["demo"][0]
+    publish(make_chart(tmp_path / "b", version="0.2.0"), store)
+    publish(make_chart(tmp_path / "c", name="other", version="1.0.0"), store)
+    entries = index_of(store)["entries"]
     assert sorted(e["version"] for e in entries["demo"]) == ["0.1.0", "0.2.0"]
     assert [e["version"] for e in entries["other"]] == ["1.0.0"]
     kept = next(e for e in entries["demo"] if e["version"] == "0.1.0")
     assert kept == first  # untouched, created time included
 
 
-def test_same_version_other_content_is_refused_unless_forced(tmp_path, repository):
-    publish(make_chart(tmp_path / "a", note="first"), repository)
-    before = Path(repository.path, "demo-0.1.0.tgz").read_bytes()
+def test_same_version_other_content_is_refused_unless_forced(tmp_path, store):
+    publish(make_chart(tmp_path / "a", note="first"), store)
+    before = Path(store.path, "demo-0.1.0.tgz").read_bytes()
     changed = make_chart(tmp_path / "b", note="second")
     with pytest.raises(ChartError, match="already published with other content"):
-        publish(changed, repository)
-    assert Path(repository.path, "demo-0.1.0.tgz").read_bytes() == before
+        publish(changed, store)
+    assert Path(store.path, "demo-0.1.0.tgz").read_bytes() == before
 
-    result = publish(changed, repository, force=True)
+    result = publish(changed, store, force=True)
     assert result.outcome == "replaced"
-    after = Path(repository.path, "demo-0.1.0.tgz")
+    after = Path(store.path, "demo-0.1.0.tgz")
     assert after.read_bytes() != before
-    (entry,) = index_of(repository)["entries"]["demo"]
+    (entry,) = index_of(store)["entries"]["demo"]
     assert entry["digest"] == helm.digest(str(after)).removeprefix("sha256:")
 
 
-def test_same_content_again_changes_nothing(tmp_path, repository):
+def test_same_content_again_changes_nothing(tmp_path, store):
     chart = make_chart(tmp_path / "src")
-    publish(chart, repository)
-    index = Path(repository.path, "index.yaml").read_bytes()
-    archive = Path(repository.path, "demo-0.1.0.tgz").read_bytes()
+    publish(chart, store)
+    index = Path(store.path, "index.yaml").read_bytes()
+    archive = Path(store.path, "demo-0.1.0.tgz").read_bytes()
     time.sleep(1.1)
     os.utime(chart / "values.yaml")  # Helm records file times: other archive bytes
-    result = publish(chart, repository)
+    result = publish(chart, store)
     assert result.outcome == "unchanged"
-    assert Path(repository.path, "index.yaml").read_bytes() == index
-    assert Path(repository.path, "demo-0.1.0.tgz").read_bytes() == archive
+    assert Path(store.path, "index.yaml").read_bytes() == index
+    assert Path(store.path, "demo-0.1.0.tgz").read_bytes() == archive
 
 
-def test_packaged_chart_is_published_as_it_is(tmp_path, repository):
+def test_packaged_chart_is_published_as_it_is(tmp_path, store):
     archive = helm.package(str(make_chart(tmp_path / "src")), destination=str(tmp_path))
     renamed = tmp_path / "upload.tgz"
     os.rename(archive, renamed)
-    publish(renamed, repository)
-    assert Path(repository.path, "demo-0.1.0.tgz").read_bytes() == renamed.read_bytes()
+    publish(renamed, store)
+    assert Path(store.path, "demo-0.1.0.tgz").read_bytes() == renamed.read_bytes()
 
 
-def test_concurrent_index_change_is_merged_again(tmp_path, repository):
-    publish(make_chart(tmp_path / "a", name="first"), repository)
+def test_concurrent_index_change_is_merged_again(tmp_path, store):
+    publish(make_chart(tmp_path / "a", name="first"), store)
     racer = make_chart(tmp_path / "b", name="racer")
-    runner = repository.runner
+    runner = store.runner
     raced = []
 
     class Racing:
         where = "localhost"
 
-        def __call__(self, command, stdin=b""):
+        def run(self, command, stdin=b""):
             if "flock" in command and not raced:  # another publish lands in between
                 raced.append(True)
-                publish(racer, Repository(runner, repository.path))
-            return runner(command, stdin)
+                publish(racer, ChartStore(runner, store.path))
+            return runner.run(command, stdin)
 
     logged = []
-    publish(make_chart(tmp_path / "c", name="mine"), Repository(Racing(), repository.path),
+    publish(make_chart(tmp_path / "c", name="mine"), ChartStore(Racing(), store.path),
             log=logged.append)  # fmt: skip
-    assert sorted(index_of(repository)["entries"]) == ["first", "mine", "racer"]
+    assert sorted(index_of(store)["entries"]) == ["first", "mine", "racer"]
     assert logged[-1].startswith("index.yaml changed during the publish")
 
 
@@ -151,10 +153,10 @@ def test_undeployed_repository_is_named(tmp_path):
     empty = tmp_path / "nothing"
     empty.mkdir()
     with pytest.raises(ChartError, match="run deploys/charts.py first"):
-        publish(make_chart(tmp_path / "src"), Repository(LocalRunner(), str(empty)))
+        publish(make_chart(tmp_path / "src"), ChartStore(LocalRunner(), str(empty)))
 
 
-def test_cli_refuses_a_broken_chart_with_helms_message(tmp_path, repository, monkeypatch, capsys):
+def test_cli_refuses_a_broken_chart_with_helms_message(tmp_path, store, monkeypatch, capsys):
     chart = make_chart(tmp_path / "src")
     (chart / "Chart.yaml").write_text("apiVersion: v2\nname: demo\n")
     inventory = tmp_path / "inv.py"
@@ -164,11 +166,11 @@ def test_cli_refuses_a_broken_chart_with_helms_message(tmp_path, repository, mon
         f"declare(__file__, **DESCRIPTION, secrets_dir={str(tmp_path / 's')!r})\n"
     )
 
-    class Runner:
+    class Host:
         def close(self):
             pass
 
-    monkeypatch.setattr(charts, "repository_for", lambda declared: (repository, Runner()))
+    monkeypatch.setattr(charts, "chart_store_for", lambda declared: (store, Host()))
     assert cli.main(["charts", "publish", str(chart), "--inventory", str(inventory)]) == 1
     err = capsys.readouterr().err
     assert "[ERROR] Chart.yaml: version is required" in err
@@ -177,3 +179,24 @@ def test_cli_refuses_a_broken_chart_with_helms_message(tmp_path, repository, mon
     assert cli.main(["charts", "publish", str(good), "--inventory", str(inventory)]) == 0
     out = capsys.readouterr().out
     assert "demo 0.1.0: published in https://repository.plan.kubi.internal/charts/" in out
+
+
+def test_cli_reports_an_ssh_failure_in_one_line(tmp_path, monkeypatch, capsys):
+    from kubi.ssh import SshError
+
+    inventory = tmp_path / "inv.py"
+    inventory.write_text(
+        "from kubi.inventory import declare\n"
+        "from tests.plans.conftest import DESCRIPTION\n"
+        f"declare(__file__, **DESCRIPTION, secrets_dir={str(tmp_path / 's')!r})\n"
+    )
+
+    def unreachable(declared):
+        raise SshError("cannot connect to repo1 (10.20.0.13:22) over SSH as root: refused")
+
+    monkeypatch.setattr(charts, "chart_store_for", unreachable)
+    chart = make_chart(tmp_path / "src")
+    assert cli.main(["charts", "publish", str(chart), "--inventory", str(inventory)]) == 1
+    assert capsys.readouterr().err == (
+        "kubi: cannot connect to repo1 (10.20.0.13:22) over SSH as root: refused\n"
+    )

@@ -26,7 +26,7 @@ import bcrypt
 import pytest
 import yaml
 
-from kubi import registry as repo
+from kubi import registry
 from kubi.config import validate
 from kubi.secrets import Secrets
 from kubi.templates import render
@@ -52,10 +52,11 @@ needs_registry = pytest.mark.skipif(
 )
 
 
-def platform(secrets_dir: Path, **registry):
+def platform(secrets_dir: Path, **settings):
+    """The plan platform with these `registry` settings."""
     description = copy.deepcopy(DESCRIPTION)
     description["secrets_dir"] = str(secrets_dir)
-    description["registry"] = registry
+    description["registry"] = settings
     return validate(description)
 
 
@@ -64,19 +65,21 @@ def platform(secrets_dir: Path, **registry):
 
 def test_htpasswd_verifies_with_bcrypt_and_is_stable(tmp_path):
     secrets = Secrets(tmp_path)
-    text = repo.htpasswd(secrets, ("push", "pull"))
+    text = registry.htpasswd(secrets, ("push", "pull"))
     users = dict(line.split(":", 1) for line in text.splitlines())
     assert set(users) == {"kubi-push", "kubi-pull"}
-    for kind, user in repo.ACCOUNTS.items():
+    for kind, user in registry.ACCOUNTS.items():
         password = secrets.read(f"registry-{kind}.password")
         assert bcrypt.checkpw(password.encode(), users[user].encode())
-        assert users[user].startswith(f"$2b$0{repo.BCRYPT_ROUNDS}$")
-    assert repo.htpasswd(secrets, ("push", "pull")) == text  # same file on every converge
+        assert users[user].startswith(f"$2b$0{registry.BCRYPT_ROUNDS}$")
+    assert registry.htpasswd(secrets, ("push", "pull")) == text  # same file on every converge
     # A new password (rotated by hand in the secrets) gets a new hash.
     secrets.write("registry-pull.password", "rotated-password")
-    rotated = dict(line.split(":", 1) for line in repo.htpasswd(secrets, ("pull",)).splitlines())
+    rotated = dict(
+        line.split(":", 1) for line in registry.htpasswd(secrets, ("pull",)).splitlines()
+    )
     assert bcrypt.checkpw(b"rotated-password", rotated["kubi-pull"].encode())
-    assert "rotated-password" not in repr(repo.account(secrets, "pull"))
+    assert "rotated-password" not in repr(registry.account(secrets, "pull"))
 
 
 # --- templates ---------------------------------------------------------------------------------
@@ -98,9 +101,9 @@ def test_registry_config(tmp_path):
 class Stack:
     """nginx (TLS, accounts, /charts/) in front of a real registry, all on 127.0.0.1."""
 
-    def __init__(self, root: Path, secrets_dir: Path, **registry):
+    def __init__(self, root: Path, secrets_dir: Path, **settings):
         self.root = root
-        self.cfg = platform(secrets_dir, **registry)
+        self.cfg = platform(secrets_dir, **settings)
         self.secrets = Secrets(secrets_dir)
         self.nginx = Nginx(root / "nginx")
         self.port = free_port()
@@ -108,17 +111,17 @@ class Stack:
         for sub in ("tls", "auth", "repository.d", "charts", "store"):
             (root / sub).mkdir()
         (root / "tls" / "repository.pem").write_text(
-            repo.tls_pem(self.cfg, [self.cfg.repository_alias, "repo1"], "127.0.0.1")
+            registry.tls_pem(self.cfg, [self.cfg.repository_alias, "repo1"], "127.0.0.1")
         )
-        (root / "auth" / "pull").write_text(repo.htpasswd(self.secrets, ("push", "pull")))
-        (root / "auth" / "push").write_text(repo.htpasswd(self.secrets, ("push",)))
+        (root / "auth" / "pull").write_text(registry.htpasswd(self.secrets, ("push", "pull")))
+        (root / "auth" / "push").write_text(registry.htpasswd(self.secrets, ("push",)))
         self.site = render(
             "registry",
             "site.conf",
             port=f"127.0.0.1:{self.port}",
             server_names=[self.cfg.repository_alias, "repo1"],
             tls_file=root / "tls" / "repository.pem",
-            realm=repo.REALM,
+            realm=registry.REALM,
             pull_htpasswd=root / "auth" / "pull",
             push_htpasswd=root / "auth" / "push",
             anonymous_pull=self.cfg.registry.anonymous_pull,
@@ -132,7 +135,7 @@ class Stack:
                 "location.conf",
                 charts_path=root / "charts",
                 anonymous_pull=self.cfg.registry.anonymous_pull,
-                realm=repo.REALM,
+                realm=registry.REALM,
                 pull_htpasswd=root / "auth" / "pull",
             )
         )
@@ -166,7 +169,7 @@ class Stack:
         )
         sent = dict(headers or {})
         if account:
-            sent["Authorization"] = "Basic " + repo.account(self.secrets, account).basic()
+            sent["Authorization"] = "Basic " + registry.account(self.secrets, account).basic()
         try:
             connection.request(method, path, body=body, headers=sent)
             answer = connection.getresponse()
@@ -232,7 +235,7 @@ def test_push_and_pull_policy_through_tls(stack):
     # The ping always challenges, with the header v2 clients look for.
     status, headers, _ = stack.request("GET", "/v2/")
     assert status == 401
-    assert headers["WWW-Authenticate"] == f'Basic realm="{repo.REALM}"'
+    assert headers["WWW-Authenticate"] == f'Basic realm="{registry.REALM}"'
     assert headers["Docker-Distribution-Api-Version"] == "registry/2.0"
     assert stack.request("GET", "/v2/", "pull")[0] == 200
 
