@@ -21,7 +21,7 @@ import helm_python as helm
 import pytest
 import yaml
 
-from kubi import registry as repo
+from kubi import registry
 from kubi.inventory import load
 from kubi.secrets import for_platform
 from tests import oci
@@ -91,9 +91,8 @@ def clients(deployed, platform, hosts):
         ok(address, "DEBIAN_FRONTEND=noninteractive apt-get install -q -y skopeo >/dev/null")
         ok(address, f"rm -rf {WORK} && mkdir -m 700 {WORK}")
         for kind in kinds:
-            auth = {
-                "auths": {repo.endpoint(platform): {"auth": repo.account(secrets, kind).basic()}}
-            }
+            basic = registry.account(secrets, kind).basic()
+            auth = {"auths": {registry.endpoint(platform): {"auth": basic}}}
             ok(address, f"umask 077 && cat > {WORK}/{kind}.json", json.dumps(auth).encode())
     return secrets
 
@@ -115,7 +114,7 @@ def pushed(platform, hosts, image):
     started = time.monotonic()
     done = skopeo(
         hosts["pusher"],
-        f"copy --dest-authfile push.json oci:layout:1 docker://{repo.endpoint(platform)}/{IMAGE}",
+        f"copy --dest-authfile push.json oci:layout:1 docker://{registry.endpoint(platform)}/{IMAGE}",
     )
     assert done.returncode == 0, done.stderr.decode()
     print(f"\nskopeo push: {time.monotonic() - started:.1f} s")
@@ -127,7 +126,7 @@ def test_push_with_the_push_account(pushed):
 
 
 def test_anonymous_and_read_only_pushes_are_refused(platform, hosts, image):
-    target = f"docker://{repo.endpoint(platform)}/kubi/refused:1"
+    target = f"docker://{registry.endpoint(platform)}/kubi/refused:1"
     for credentials in ("--dest-no-creds", "--dest-authfile pull.json"):
         done = skopeo(hosts["pusher"], f"copy {credentials} oci:layout:1 {target}")
         assert done.returncode != 0, credentials
@@ -137,7 +136,7 @@ def test_anonymous_and_read_only_pushes_are_refused(platform, hosts, image):
 
 def test_pull_from_another_host_with_the_pull_account(platform, hosts, pushed):
     image = pushed
-    source = f"docker://{repo.endpoint(platform)}/{IMAGE}"
+    source = f"docker://{registry.endpoint(platform)}/{IMAGE}"
     raw = skopeo(hosts["puller"], f"inspect --raw --authfile pull.json {source}")
     assert raw.returncode == 0, raw.stderr.decode()
     assert raw.stdout == image.manifest  # the very manifest that was pushed
@@ -179,8 +178,8 @@ def publish(chart: Path, *extra: str) -> subprocess.CompletedProcess:
 
 def fetch(platform, address: str, path: str, secrets) -> bytes:
     """GET a charts URL from a lab host with the pull account (header on curl's stdin)."""
-    header = f"Authorization: Basic {repo.account(secrets, 'pull').basic()}\n".encode()
-    url = f"{repo.charts_url(platform)}{path}"
+    header = f"Authorization: Basic {registry.account(secrets, 'pull').basic()}\n".encode()
+    url = f"{registry.charts_url(platform)}{path}"
     done = ssh(address, f"curl -fsS --max-time 20 -H @- {url}", header)
     assert done.returncode == 0, done.stderr.decode()
     return done.stdout
@@ -198,7 +197,7 @@ def first_chart(deployed, tmp_path_factory):
 
 def test_publish_then_download_from_another_host(platform, hosts, clients, first_chart):
     _, done = first_chart
-    assert f"kubi-lab-demo {VERSION}: published in {repo.charts_url(platform)}" in done.stdout
+    assert f"kubi-lab-demo {VERSION}: published in {registry.charts_url(platform)}" in done.stdout
     index = yaml.safe_load(fetch(platform, hosts["puller"], "index.yaml", clients))
     entry = next(e for e in index["entries"]["kubi-lab-demo"] if e["version"] == VERSION)
     archive = fetch(platform, hosts["puller"], entry["urls"][0], clients)
@@ -251,7 +250,7 @@ def test_second_run_reports_no_changes(platform, hosts, clients, first_chart):
 
 def test_pushed_image_survives_the_rerun(platform, hosts, pushed):
     image = pushed
-    source = f"docker://{repo.endpoint(platform)}/{IMAGE}"
+    source = f"docker://{registry.endpoint(platform)}/{IMAGE}"
     raw = skopeo(hosts["puller"], f"inspect --raw --authfile pull.json {source}")
     assert raw.returncode == 0 and raw.stdout == image.manifest
 

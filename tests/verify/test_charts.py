@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kubi import registry as repo
+from kubi import registry
 
 CURL = "curl -sS --max-time 10"
 
@@ -19,12 +19,12 @@ def test_chart_folder_and_index(node, platform):
 
 def test_location_inside_the_repository_server(node):
     full = node.check_output("nginx -T 2>/dev/null")
-    assert f"# configuration file {repo.EXTENSION_DIR}/charts.conf:" in full
+    assert f"# configuration file {registry.EXTENSION_DIR}/charts.conf:" in full
     assert "location /charts/ {" in full
 
 
 def test_reads_follow_the_pull_policy_and_nothing_is_written(node, platform):
-    url = f"{repo.charts_url(platform)}index.yaml"
+    url = f"{registry.charts_url(platform)}index.yaml"
     code = node.check_output(f"{CURL} -o /dev/null -w '%{{http_code}}' {url}")
     assert code == ("200" if platform.registry.anonymous_pull else "401")
     put = node.check_output(f"{CURL} -o /dev/null -w '%{{http_code}}' -X PUT -d x {url}")
@@ -34,7 +34,8 @@ def test_reads_follow_the_pull_policy_and_nothing_is_written(node, platform):
 @pytest.mark.roles("control_plane", "workers")
 def test_index_served_to_the_nodes(node, platform):
     """A node reads the index with the pull account it holds (none with anonymous pulls)."""
-    folder = repo.containerd_dir(platform)
+    folder = registry.containerd_dir(platform)
     header = f"sed -n 's/^ *Authorization = \"\\(.*\\)\"$/Authorization: \\1/p' {folder}/hosts.toml"
-    index = node.check_output(f"{header} | {CURL} -f -H @- {repo.charts_url(platform)}index.yaml")
+    url = f"{registry.charts_url(platform)}index.yaml"
+    index = node.check_output(f"{header} | {CURL} -f -H @- {url}")
     assert index.startswith("apiVersion: v1")
