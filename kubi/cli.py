@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from kubi import components
 from kubi.charts import ChartError
 from kubi.config import ConfigError
 from kubi.lab import LabError
@@ -26,7 +27,12 @@ def _config_show(args: argparse.Namespace) -> int:
 
     declared = load(args.inventory)
     # mode="json" renders SecretStr fields as '**********': secrets never reach the terminal.
-    print(json.dumps(declared.config.model_dump(mode="json"), indent=2))
+    effective = declared.config.model_dump(mode="json")
+    # Every component by name, on or off, in converge order (not only the switches given).
+    effective["components"] = {
+        c.name: declared.config.enabled(c.name) for c in components.COMPONENTS
+    }
+    print(json.dumps(effective, indent=2))
     return 0
 
 

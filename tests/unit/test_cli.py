@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from kubi import components
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
@@ -80,6 +82,9 @@ def test_config_show_prints_effective_defaults(tmp_path):
     assert shown["network"]["pod_cidr"] == "10.233.64.0/18"
     assert shown["seed"]["upgrade"] == "first"
     assert [h["name"] for h in shown["hosts"]] == ["in1", "out1", "repo1", "cp1", "w1"]
+    # Every component, on or off, in converge order.
+    assert list(shown["components"]) == list(components.NAMES)
+    assert all(shown["components"].values())
 
 
 BAD = {"extra_cp": ', ("cp2", {"address": "127.0.0.22"})', "port": '"22"', "extra": "sed={},"}

@@ -62,3 +62,24 @@ def test_switches_pick_the_components_in_order():
     ]
     assert platform.ui_routes == ()
     assert [r.name for r in validate(DESCRIPTION, source="t").ui_routes] == ["graylog"]
+
+
+def test_a_component_that_is_off_changes_nothing_and_says_so(caplog):
+    import logging
+
+    from tests.plans.harness import plan
+
+    description = {**DESCRIPTION, "components": {"graylog": False}}
+    with caplog.at_level(logging.WARNING, logger="pyinfra"):
+        assert plan("deploys/graylog.py", "out1", description, {}) == []
+    assert [r.getMessage() for r in caplog.records] == [
+        "out1: component graylog is off in this platform (components.graylog = false); "
+        "nothing to do"
+    ]
+
+
+def test_a_component_plans_nothing_outside_its_roles():
+    from tests.plans.harness import plan
+
+    for host in ("in1", "repo1", "cp1", "w1"):
+        assert plan("deploys/graylog.py", host, DESCRIPTION, {}) == []
