@@ -13,7 +13,7 @@ Then converge the platform, or one component:
 
 Settings live in this one file (not in a shared group_data/ folder) so that two
 environments can never pick up each other's data. Every field and its default is
-documented in kubi/config.py; unknown fields are refused.
+documented in kubi/config/ (one module per section); unknown fields are refused.
 """
 
 from kubi.inventory import declare

@@ -22,8 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-ALL_ROLES = ("input", "output", "repository", "control_plane", "workers")
-SERVICE_ROLES = ("input", "output", "repository")
+from kubi.roles import ROLES as ALL_ROLES
+from kubi.roles import SERVICE_ROLES
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ the field and what to do. Deploys only ever read the `Platform`.
 Where things are:
 
 - `types`: the field types, each matched in full (host names, CIDRs, ports, URLs, ...);
-- `roles`: the host roles and how they combine;
 - `common`, `versions`: platform-wide sections (SSH, network ranges, pinned versions);
 - `<component>`: one settings model per component (seed, nginx, bastion, ...);
 - `matrices` and the `*.toml` files beside it: version matrices, checked at load;
@@ -21,8 +20,8 @@ from kubi.config.bastion import User
 from kubi.config.common import HostData, NetworkSettings, SshSettings
 from kubi.config.errors import ConfigError
 from kubi.config.platform import Description, Host, Platform, Settings, validate
-from kubi.config.roles import KUBERNETES_ROLES, ROLES, SINGLE_HOST_ROLES, Role
 from kubi.config.versions import Versions
+from kubi.roles import KUBERNETES_ROLES, ROLES, SINGLE_HOST_ROLES, Role
 
 __all__ = [
     "KUBERNETES_ROLES",

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from kubi.config.roles import ROLES
+from kubi.roles import ROLES
 
 # Location parts whose values are never shown back (a pasted private key, a password).
 SECRET_FIELDS = frozenset({"keys", "password", "token", "secret"})

@@ -29,10 +29,10 @@ from kubi.config.ingress import IngressSettings
 from kubi.config.nginx import NginxSettings
 from kubi.config.package_proxy import PackageProxySettings
 from kubi.config.registry import RegistrySettings
-from kubi.config.roles import KUBERNETES_ROLES, ROLES, Role
 from kubi.config.seed import SeedSettings
 from kubi.config.types import HostName, ProxyUrl, Section
 from kubi.config.versions import Versions
+from kubi.roles import KUBERNETES_ROLES, ROLES, Role
 
 
 def _host_entry(value: Any) -> Any:

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from kubi.config.common import NetworkSettings
 from kubi.config.errors import host_name
-from kubi.config.roles import ALLOWED_ROLE_SETS, ROLES, SINGLE_HOST_ROLES
 from kubi.config.types import parse_cidr
+from kubi.roles import ALLOWED_ROLE_SETS, ROLES, SINGLE_HOST_ROLES
 
 if TYPE_CHECKING:
     from kubi.config.platform import Platform

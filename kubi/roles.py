@@ -12,4 +12,5 @@ SINGLE_HOST_ROLES = ("input", "output", "repository")
 # workloads on its control-plane nodes); service hosts stay apart from the cluster.
 ALLOWED_ROLE_SETS = ({"control_plane", "workers"},)
 KUBERNETES_ROLES = ("control_plane", "workers")
+# The hosts that run nginx and the platform services.
 SERVICE_ROLES = SINGLE_HOST_ROLES
