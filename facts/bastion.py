@@ -44,5 +44,6 @@ class KubiAccounts(FactBase):
                 result["users"][name] = {"home": home, "shell": shell}
         return result
 
-    def default(self) -> dict:
+    @staticmethod
+    def default() -> dict:
         return {"groups": {}, "users": {}}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+from collections.abc import Sequence
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -71,7 +72,7 @@ def _sans(cert: x509.Certificate) -> set[str]:
 
 
 def server_certificate(
-    secrets: Secrets, platform_name: str, name: str, dns_names: list[str], ips: list[str] = ()
+    secrets: Secrets, platform_name: str, name: str, dns_names: list[str], ips: Sequence[str] = ()
 ) -> tuple[str, str]:
     """(certificate PEM, key PEM) for a server, signed by the platform CA.
 
@@ -87,6 +88,8 @@ def server_certificate(
         if fresh and _sans(cert) == wanted and cert.issuer == ca.subject:
             return secrets.read(f"{name}.crt"), secrets.read(f"{name}.key")
     ca_key = serialization.load_pem_private_key(ca_key_pem.encode(), password=None)
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):  # platform_ca makes ECDSA keys
+        raise ValueError("the platform CA key (ca.key) is not an ECDSA key")
     key = ec.generate_private_key(ec.SECP256R1())
     now = _now()
     alt_names = [x509.DNSName(d) for d in dns_names] + [
