@@ -14,9 +14,19 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
+LAB = Path(__file__).resolve().parent
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
 def pytest_collection_modifyitems(items):
-    """The lab's own life cycle test goes last: it re-creates the hosts, which would send
+    """Every test here is marked `lab`: the default run (`-m 'not lab'` in pyproject.toml)
+    leaves them out; `pytest -m lab tests/lab` runs them.
+
+    The lab's own life cycle test goes last: it re-creates the hosts, which would send
     every later test back to an unconverged lab."""
+    for item in items:
+        if LAB in item.path.parents:
+            item.add_marker(pytest.mark.lab)
     items.sort(key=lambda item: item.path.name == "test_lab_lifecycle.py")
 
 
