@@ -30,9 +30,18 @@ def converge(deploy: str) -> tuple[float, dict]:
     with tempfile.NamedTemporaryFile(suffix=".json") as counts:
         start = time.monotonic()
         result = subprocess.run(
-            [sys.executable, str(ROOT / "bench" / "counting_pyinfra.py"), counts.name,
-             "-y", "inventories/lab.py", deploy],
-            cwd=ROOT, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+            [
+                sys.executable,
+                str(ROOT / "bench" / "counting_pyinfra.py"),
+                counts.name,
+                "-y",
+                "inventories/lab.py",
+                deploy,
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
         )
         elapsed = time.monotonic() - start
         if result.returncode:

@@ -33,9 +33,7 @@ Host.put_file = _count(uploads, Host.put_file)  # type: ignore[method-assign]
 
 if __name__ == "__main__":
     out = Path(sys.argv.pop(1))
-    atexit.register(
-        lambda: out.write_text(json.dumps({"commands": commands, "uploads": uploads}))
-    )
+    atexit.register(lambda: out.write_text(json.dumps({"commands": commands, "uploads": uploads})))
     from pyinfra_cli.main import main
 
     sys.argv[0] = "pyinfra"

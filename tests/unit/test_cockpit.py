@@ -16,8 +16,11 @@ from .test_nginx_mechanism import Nginx, pytestmark  # noqa: F401  (same nginx r
 def test_cockpit_configuration_is_valid_nginx(tmp_path, with_monitoring):  # noqa: F811
     description = copy.deepcopy(DESCRIPTION)
     files = {"kubi.facts.ManagedFile": {}}
-    for path in ("/var/www/kubi-cockpit/index.html", "/etc/nginx/sites.conf.d/cockpit.conf",
-                 "/etc/nginx/streams.conf.d/kube-api.conf"):
+    for path in (
+        "/var/www/kubi-cockpit/index.html",
+        "/etc/nginx/sites.conf.d/cockpit.conf",
+        "/etc/nginx/streams.conf.d/kube-api.conf",
+    ):
         files["kubi.facts.ManagedFile"][f"path={path}"] = None  # fmt: skip
     written = uploads(plan("deploys/cockpit.py", "in1", description, files))
     server = Nginx(tmp_path)
@@ -29,6 +32,7 @@ def test_cockpit_configuration_is_valid_nginx(tmp_path, with_monitoring):  # noq
     )
     result = server.test()
     assert result.returncode == 0, result.stderr
-    assert "<a href=\"http://grafana.localhost:8080/\">Grafana</a>" in written[
-        "/var/www/kubi-cockpit/index.html"
-    ]
+    assert (
+        '<a href="http://grafana.localhost:8080/">Grafana</a>'
+        in written["/var/www/kubi-cockpit/index.html"]
+    )

@@ -264,7 +264,9 @@ def test_registry_certificate_needs_its_key(tmp_path):
 
 
 def test_package_proxy_switch_points_other_hosts_at_the_repository():
-    platform = validate(description(package_proxy={"for_all_hosts": True}, apt_proxy="http://up:3142"))
+    platform = validate(
+        description(package_proxy={"for_all_hosts": True}, apt_proxy="http://up:3142")
+    )
     assert platform.apt_proxy_for(platform.host("w1.example.invalid")) == (
         "http://repository.kubi.internal:3142"
     )
