@@ -32,6 +32,7 @@ NEEDS_CHARTS_LOCK = {
         "test_concurrent_index_change_is_merged_again",
         "test_cli_refuses_a_broken_chart_with_helms_message",
     ],
+    "tests/unit/test_ssh.py": ["test_charts_publish_through_ssh"],
 }
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,7 +49,7 @@ def _skips(modules: set[str]) -> dict[str, pytest.MarkDecorator]:
     if os.geteuid() == 0:
         return {}
     wanted = [(NEEDS_ROOT, "needs root (installs root-owned files); CI runs it")]
-    if "tests/unit/test_charts.py" in modules and not _charts_lock_writable():
+    if modules & set(NEEDS_CHARTS_LOCK) and not _charts_lock_writable():
         reason = "/run/lock/kubi-charts.lock is not writable by this user (a root run made it)"
         wanted.append((NEEDS_CHARTS_LOCK, f"{reason}; CI runs it"))
     return {
