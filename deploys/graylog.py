@@ -167,7 +167,6 @@ def configuration(cfg: Platform, node: Host) -> dict[str, list]:
     )
     # OpenSearch's package gives its configuration folder to opensearch:opensearch (0640
     # files) on every upgrade: the same owner and mode here, so nothing drifts.
-    opensearch_files = dict(mode="640", user="opensearch", group="opensearch")
     opensearch = [
         ops.file(
             name="OpenSearch configuration",
@@ -175,14 +174,18 @@ def configuration(cfg: Platform, node: Host) -> dict[str, list]:
             content=render(
                 "graylog", "opensearch.yml", version=versions.opensearch, node_name=node.short_name
             ),
-            **opensearch_files,
+            mode="640",
+            user="opensearch",
+            group="opensearch",
         ),
         ops.file(
             name=f"OpenSearch heap {settings.opensearch_heap}",
             path="/etc/opensearch/jvm.options.d/kubi-heap.options",
             content=render("graylog", "opensearch-heap.options", heap=settings.opensearch_heap),
             make_dirs=True,
-            **opensearch_files,
+            mode="640",
+            user="opensearch",
+            group="opensearch",
         ),
     ]
     graylog_server = [

@@ -211,7 +211,7 @@ def key_install_command(source: AptSource, mirror: str | None, proxy: str | None
     )
     unreachable = (
         f"kubi: repository {source.name}: cannot download its signing key from {url}"
-        f"{' through ' + proxy if via else ''}"
+        f"{f' through {proxy}' if via else ''}"
     )
     hint = source.owner.unusable_hint(mirror)
     return _sh(

@@ -238,11 +238,13 @@ def publish(
         work = Path(tmp)
         packaged = package(chart, work)
         data = packaged.archive.read_bytes()
+        upload: bytes | None = data  # what to write (None: the published archive stays)
+        indexed = data  # the archive the index describes
         outcome = "published"
         remote = store.read(packaged.filename)
         if remote is not None:
             if content_digest(remote) == content_digest(data):
-                data, outcome = None, "unchanged"  # keep the published archive as it is
+                upload, indexed, outcome = None, remote, "unchanged"  # keep the published one
             elif not force:
                 raise ChartError(
                     f"{packaged.name} {packaged.version} is already published with other "
@@ -260,11 +262,10 @@ def publish(
                     "repository is not deployed; run deploys/charts.py first"
                 )
             entries = (yaml.safe_load(current) or {}).get("entries") or {}
-            if data is None and _indexed(entries, packaged, remote):
+            if upload is None and _indexed(entries, packaged, remote):
                 return Published(packaged.name, packaged.version, outcome, _count(entries))
-            archive = data if data is not None else remote
-            index = merged_index(current, packaged.filename, archive, work)  # type: ignore[arg-type]
-            if store.commit(packaged.filename, data, index, current):
+            index = merged_index(current, packaged.filename, indexed, work)
+            if store.commit(packaged.filename, upload, index, current):
                 entries = (yaml.safe_load(index) or {}).get("entries") or {}
                 return Published(packaged.name, packaged.version, outcome, _count(entries))
             log(f"{INDEX} changed during the publish (another publish?): merging again")

@@ -65,8 +65,7 @@ OWNER = Owner(
     leave_out="set graylog.install = false to leave the log stack out",
     subject="the log stack",
     newer_hint=(
-        "set the version in the inventory to the installed one "
-        "(within kubi/config/log_stack.toml)"
+        "set the version in the inventory to the installed one (within kubi/config/log_stack.toml)"
     ),
     pins_why=(
         "the log stack stays at the versions of the platform\n"

@@ -95,9 +95,7 @@ def _where(loc: list[Any], raw: dict[str, Any]) -> str:
     return "field " + repr(".".join(str(p) for p in loc))
 
 
-def _suggest(
-    loc: list[Any], sections: dict[str, type[BaseModel]], top: type[BaseModel]
-) -> str:
+def _suggest(loc: list[Any], sections: dict[str, type[BaseModel]], top: type[BaseModel]) -> str:
     """'did you mean' for a misspelt key, from the fields of the model it belongs to."""
     key = str(loc[-1])
     model = sections.get(str(loc[0])) if len(loc) > 1 else top

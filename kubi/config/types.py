@@ -126,9 +126,7 @@ SshUser = Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_-]{0,31}$")]
 TimeZone = Annotated[str, AfterValidator(_timezone)]
 UnixName = Annotated[str, AfterValidator(_unix_name)]
 PublicKey = Annotated[str, AfterValidator(_public_key)]
-AbsolutePath = Annotated[
-    str, Field(pattern=r"^/[A-Za-z0-9._/-]*$"), AfterValidator(_no_dot_dot)
-]
+AbsolutePath = Annotated[str, Field(pattern=r"^/[A-Za-z0-9._/-]*$"), AfterValidator(_no_dot_dot)]
 HttpUrl = Annotated[str, Field(pattern=r"^https?://[A-Za-z0-9._~:/?#@!$&'()*+,;=%-]+$")]
 # An apt proxy: scheme, host and port only (apt and the lab append their own paths).
 ProxyUrl = Annotated[str, Field(pattern=r"^https?://[A-Za-z0-9.-]+(:\d+)?/?$")]

@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 SKIP = shutil.ignore_patterns(".git", ".venv", "__pycache__", ".pytest_cache", ".mypy_cache")
 
-ENTRY = '''
+ENTRY = """
     Component(
         "motd",
         "the platform's name in every host's login message",
@@ -30,7 +30,7 @@ ENTRY = '''
         settings="motd",
     ),
 )
-'''
+"""
 
 SETTINGS = '''
 """Settings of the login message (deploys/motd.py)."""
@@ -99,7 +99,7 @@ def test_fresh_host(description):
 '''
 
 # Everything else of the platform off: the plan of all.py then needs no other facts.
-PROBE = '''
+PROBE = """
 import json, sys
 from kubi import components
 from tests.plans.conftest import DESCRIPTION
@@ -118,7 +118,7 @@ try:
 except ConfigError as exc:
     result["typo"] = exc.problems
 print(json.dumps(result))
-'''
+"""
 
 
 def _follow_the_recipe(copy: Path) -> None:

@@ -18,9 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_each_component_has_its_files_by_its_name(spec):
     deploy = ROOT / spec.deploy_file
     tree = ast.parse(deploy.read_text())
-    functions = {
-        node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)
-    }
+    functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
     assert spec.name in functions, f"{spec.deploy_file} defines no function {spec.name}()"
     decorators = [ast.unparse(d) for d in functions[spec.name].decorator_list]
     assert decorators == [f"component({spec.name!r})"]
