@@ -141,6 +141,7 @@ def down(log: Log = print) -> None:
     """Stop every lab host and remove all the lab put on this machine except the base cache,
     the SSH key and apt-cacher-ng. Safe to run any number of times, also after a crash."""
     machine.require_root()
+    machine.refuse_other_lab()
     started = time.monotonic()
     count = _reap(set())
     if (machine.SYSFS_NET / BRIDGE).exists():
@@ -251,9 +252,11 @@ def up(total: int = 5, control_planes: int = 1, log: Log = print) -> LabState:
     planned = plan.plan_hosts(total, control_planes)
     machine.require_root()
     _check_lab_dir()
+    machine.refuse_other_lab()
     started = time.monotonic()
     machine.ensure_system(log)
     machine.ensure_modules(log)
+    machine.ensure_limits(log)
     machine.cgroup_roots()
     key = rootfs.ensure_key()
     kept = [h for h in _previous_hosts(log) if is_running(h)] if rootfs.base_complete() else []

@@ -53,6 +53,10 @@ KERNEL_MODULES = {
     "br_netfilter": "CONFIG_BRIDGE_NETFILTER",
 }  # fmt: skip
 
+# Every systemd in a lab host takes about ten inotify instances from root's machine-wide
+# budget (Debian's default: 128, so about a dozen hosts); kubelets take more.
+SYSCTL_FLOORS = {"fs.inotify.max_user_instances": 1024, "fs.inotify.max_user_watches": 524288}
+
 ACNG_DIR = Path("/etc/apt-cacher-ng")
 ACNG_SNIPPET = (
     "# Written by `kubi lab up`: serve the lab on loopback and the lab bridge only.\n"
@@ -201,6 +205,10 @@ def _cmdline(pid: int) -> list[str]:
     return raw.decode(errors="replace").split("\0")[:-1]
 
 
+def _pids() -> list[int]:
+    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
+
+
 def nspawn_machine(argv: list[str]) -> str | None:
     """Machine name of a systemd-nspawn process booting a lab host, else None."""
     if not argv or os.path.basename(argv[0]) != "systemd-nspawn":
@@ -214,11 +222,22 @@ def nspawn_machine(argv: list[str]) -> str | None:
 def nspawn_pids() -> dict[int, str]:
     """pid -> machine name of every systemd-nspawn process running a lab host."""
     found = {}
-    for pid in (int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()):
+    for pid in _pids():
         machine = nspawn_machine(_cmdline(pid))
         if machine:
             found[pid] = machine
     return found
+
+
+def refuse_other_lab() -> None:
+    """One lab per machine: the bridge, netns and cgroup names are shared by every LAB_DIR."""
+    others = {plan.lab_dir_of(_cmdline(pid)) for pid in _pids()} - {None, plan.LAB_DIR}
+    if others:
+        other = sorted(others)[0]
+        raise LabError(
+            f"a lab from another folder ({other}) is running on this machine; stop it first "
+            f"with `KUBI_LAB_DIR={other} kubi lab down`."
+        )
 
 
 def group_dirs() -> list[Path]:
@@ -318,6 +337,15 @@ def ensure_modules(log: Log) -> None:
             f"`modprobe` cannot load them ({detail[0]}); install the kernel's modules "
             "(linux-image-*) or use a kernel that has them."
         )
+
+
+def ensure_limits(log: Log) -> None:
+    """Raise the machine's limits that lab hosts share to SYSCTL_FLOORS; never lower one."""
+    files = {key: Path("/proc/sys", *key.split(".")) for key in SYSCTL_FLOORS}
+    current = {key: int(_read(str(path)).strip() or 0) for key, path in files.items()}
+    for key, value in plan.raised_limits(current, SYSCTL_FLOORS).items():
+        log(f"lab: raising {key} from {current[key]} to {value}")
+        files[key].write_text(f"{value}\n")
 
 
 def ensure_guard() -> None:

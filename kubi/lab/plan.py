@@ -168,6 +168,18 @@ def launcher_script(nspawn: list[str]) -> str:
     )
 
 
+def lab_dir_of(argv: list[str]) -> Path | None:
+    """LAB_DIR of a systemd-nspawn process booting a lab host (of this or another LAB_DIR)."""
+    if not argv or os.path.basename(argv[0]) != "systemd-nspawn":
+        return None
+    flags = dict(a.split("=", 1) for a in argv if a.startswith("--") and "=" in a)
+    netns = flags.get("--network-namespace-path", "")
+    directory = Path(flags.get("--directory", "/"))
+    if not netns.startswith(f"{NETNS_DIR / NETNS_PREFIX}") or directory.name != "merged":
+        return None
+    return directory.parents[2]  # LAB_DIR/hosts/<name>/merged
+
+
 def ssh_argv(address: str, *command: str, key: Path | None = None) -> list[str]:
     """ssh command line for a lab host (re-created hosts get new host keys: none are kept)."""
     return ["ssh", "-i", str(key or key_path()), *SSH_OPTIONS, f"root@{address}", *command]
@@ -248,6 +260,11 @@ def missing_modules(
         and name not in built
         and f"{symbol}=y" not in config
     ]
+
+
+def raised_limits(current: dict[str, int], floors: dict[str, int]) -> dict[str, int]:
+    """The sysctls below their floor, with the floor as new value (limits are only raised)."""
+    return {key: floor for key, floor in floors.items() if current.get(key, 0) < floor}
 
 
 def listening(ss_output: str) -> set[str]:

@@ -339,3 +339,19 @@ def test_up_refuses_a_lab_dir_overlayfs_cannot_take(tmp_path, monkeypatch):
     with pytest.raises(LabError, match="KUBI_LAB_DIR"):
         lab.up()
     assert not (tmp_path / "a,b").exists()  # refused before anything was made
+
+
+def test_lab_dir_of_finds_labs_of_any_folder_and_nothing_else():
+    host = LabHost("lab-cp1", "control_plane", "10.77.0.14")
+    argv = lab.nspawn_argv(host, Path("/tmp/kubi-ci.x/lab/hosts/lab-cp1/merged"))
+    assert plan.lab_dir_of(argv) == Path("/tmp/kubi-ci.x/lab")
+    other = ["systemd-nspawn", "--directory=/srv/c/merged", "--network-namespace-path=/run/netns/x"]
+    assert plan.lab_dir_of(other) is None
+    assert plan.lab_dir_of(["sshd", *argv[1:]]) is None
+
+
+def test_limits_are_only_raised():
+    floors = {"fs.inotify.max_user_instances": 1024, "fs.inotify.max_user_watches": 524288}
+    current = {"fs.inotify.max_user_instances": 128, "fs.inotify.max_user_watches": 1048576}
+    assert plan.raised_limits(current, floors) == {"fs.inotify.max_user_instances": 1024}
+    assert plan.raised_limits({**floors, "fs.inotify.max_user_instances": 8192}, floors) == {}
