@@ -17,7 +17,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 # Everything the lab keeps on disk (base rootfs, hosts' overlays, keys, state, secrets).
-LAB_DIR = Path(os.environ.get("KUBI_LAB_DIR", "/var/lib/kubi-lab"))
+# Resolved: mounts and processes are found by the real path (mountinfo, nspawn's argv), and
+# nspawn runs from "/", where a relative path would mean something else.
+LAB_DIR = Path(os.environ.get("KUBI_LAB_DIR", "/var/lib/kubi-lab")).resolve()
 BRIDGE = "kubibr0"
 SUBNET = ipaddress.ip_network("10.77.0.0/24")
 GATEWAY = str(SUBNET.network_address + 1)

@@ -355,3 +355,19 @@ def test_limits_are_only_raised():
     current = {"fs.inotify.max_user_instances": 128, "fs.inotify.max_user_watches": 1048576}
     assert plan.raised_limits(current, floors) == {"fs.inotify.max_user_instances": 1024}
     assert plan.raised_limits({**floors, "fs.inotify.max_user_instances": 8192}, floors) == {}
+
+
+def test_lab_dir_from_the_environment_is_made_absolute_and_real(tmp_path):
+    """mountinfo and nspawn's argv carry real absolute paths; nspawn runs from "/"."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "link").symlink_to(tmp_path / "real", target_is_directory=True)
+    printed = subprocess.run(
+        [sys.executable, "-c", "from kubi.lab import plan; print(plan.LAB_DIR)"],
+        cwd=tmp_path, env={**os.environ, "KUBI_LAB_DIR": "link/lab",
+                           "PYTHONPATH": str(Path(__file__).parents[2])},
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    assert printed == str((tmp_path / "real" / "lab").resolve())
