@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 
 from kubi import graylog_api
 from kubi.aptsource import AptSource, Owner, release_url
-from kubi.aptsource import through_proxy as through_proxy  # kubi.lab's import
 from kubi.aptsource import upstream_hosts as _upstream_hosts
 from kubi.graylog_api import ADMIN_USER as ADMIN_USER
 from kubi.graylog_api import input_action as input_action

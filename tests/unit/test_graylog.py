@@ -126,9 +126,8 @@ def test_version_pins_say_why_in_graylogs_words():
     )
 
 
-def test_graylog_keeps_the_names_the_lab_and_the_verify_suite_use():
-    # kubi.lab and tests/verify import these from kubi.graylog.
-    assert graylog.through_proxy is aptsource.through_proxy
+def test_graylog_keeps_the_names_the_verify_suite_uses():
+    # tests/verify imports it from kubi.graylog.
     assert graylog.input_action is graylog_api.input_action
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from kubi import lab
-from kubi.lab import LabError, LabHost, LabState
+from kubi.lab import LabError, LabHost, LabState, hosts, machine, plan, platform
 
 # `ip -4 route show table all` and `ip -4 -o addr` of a lab machine with the lab up.
 ROUTES_WITH_LAB = """\
@@ -109,7 +109,7 @@ def test_interface_names_fit_the_kernel_limit():
 
 
 def test_state_round_trip(tmp_path, monkeypatch):
-    monkeypatch.setattr(lab, "LAB_DIR", tmp_path)
+    monkeypatch.setattr(plan, "LAB_DIR", tmp_path)
     assert lab.load_state() is None
     state = LabState(
         hosts=lab.plan_hosts(),
@@ -118,13 +118,13 @@ def test_state_round_trip(tmp_path, monkeypatch):
         gateway=lab.GATEWAY,
         apt_proxy=lab.APT_PROXY,
     )
-    lab._write_state(state)
+    plan.write_state(state)
     assert lab.load_state() == state
     assert [p.name for p in tmp_path.iterdir()] == ["state.json"]  # no temporary file left
 
 
 def test_unreadable_state_says_how_to_reset(tmp_path, monkeypatch):
-    monkeypatch.setattr(lab, "LAB_DIR", tmp_path)
+    monkeypatch.setattr(plan, "LAB_DIR", tmp_path)
     (tmp_path / "state.json").write_text("{not json")
     with pytest.raises(LabError, match="kubi lab down"):
         lab.load_state()
@@ -155,7 +155,7 @@ def _fake_route(monkeypatch, code: int, output: str) -> list[str]:
         asked.append(address)
         return code, output
 
-    monkeypatch.setattr(lab, "_route_get", route_get)
+    monkeypatch.setattr(machine, "route_get", route_get)
     return asked
 
 
@@ -187,15 +187,15 @@ def test_check_route_refuses_non_lab_addresses_without_asking(monkeypatch, addre
 
 
 def test_status_makes_no_connection_when_the_route_is_wrong(tmp_path, monkeypatch):
-    monkeypatch.setattr(lab, "LAB_DIR", tmp_path)
-    lab._write_state(LabState(lab.plan_hosts(), tmp_path / "k", lab.BRIDGE, "", ""))
-    monkeypatch.setattr(lab, "_is_running", lambda host: True)
+    monkeypatch.setattr(plan, "LAB_DIR", tmp_path)
+    plan.write_state(LabState(lab.plan_hosts(), tmp_path / "k", lab.BRIDGE, "", ""))
+    monkeypatch.setattr(hosts, "is_running", lambda host: True)
     _fake_route(monkeypatch, 0, "10.77.0.11 via 192.0.2.1 dev eth0")
 
     def no_connect(*args, **kwargs):
         raise AssertionError("connected despite a wrong route")
 
-    monkeypatch.setattr(lab, "_tcp_open", no_connect)
+    monkeypatch.setattr(machine, "tcp_open", no_connect)
     rows = lab.status()
     assert [r["name"] for r in rows][:1] == ["lab-input"]
     assert all(r["running"] and not r["ssh"] for r in rows)
@@ -252,16 +252,16 @@ def test_launcher_reboots_on_133_in_a_fresh_time_namespace():
 
 
 def test_nspawn_machine_only_matches_lab_directories(tmp_path, monkeypatch):
-    monkeypatch.setattr(lab, "LAB_DIR", tmp_path)
+    monkeypatch.setattr(plan, "LAB_DIR", tmp_path)
     ours = ["systemd-nspawn", "--boot", f"--directory={tmp_path}/hosts/lab-cp1/merged"]
-    assert lab._nspawn_machine([*ours, "--machine=lab-cp1"]) == "lab-cp1"
+    assert machine.nspawn_machine([*ours, "--machine=lab-cp1"]) == "lab-cp1"
     other = ["/usr/bin/systemd-nspawn", "--directory=/srv/other", "--machine=lab-cp1"]
-    assert lab._nspawn_machine(other) is None
-    assert lab._nspawn_machine(["sshd"]) is None
+    assert machine.nspawn_machine(other) is None
+    assert machine.nspawn_machine(["sshd"]) is None
 
 
 def test_up_and_down_refuse_without_root(monkeypatch):
-    monkeypatch.setattr(lab.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(machine.os, "geteuid", lambda: 1000)
     with pytest.raises(LabError, match="root"):
         lab.up()
     with pytest.raises(LabError, match="root"):
@@ -287,14 +287,87 @@ def test_reachability_through_the_proxy_is_cached(tmp_path, monkeypatch):
     server = http.server.HTTPServer(("127.0.0.1", 0), FakeProxy)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        monkeypatch.setattr(lab, "APT_PROXY", f"http://127.0.0.1:{server.server_port}")
-        monkeypatch.setattr(lab, "LAB_DIR", tmp_path)
+        monkeypatch.setattr(plan, "APT_PROXY", f"http://127.0.0.1:{server.server_port}")
+        monkeypatch.setattr(plan, "LAB_DIR", tmp_path)
         urls = ["https://good.example.invalid/InRelease", "https://down.example.invalid/InRelease"]
-        assert lab.reachable(urls) == {urls[0]: True, urls[1]: False}
+        assert platform.reachable(urls) == {urls[0]: True, urls[1]: False}
         # Asked in the form apt-cacher-ng wants for HTTPS, and only once (then cached).
         assert asked == ["http://HTTPS///good.example.invalid/InRelease",
                          "http://HTTPS///down.example.invalid/InRelease"]  # fmt: skip
-        assert lab.reachable(urls) == {urls[0]: True, urls[1]: False}
+        assert platform.reachable(urls) == {urls[0]: True, urls[1]: False}
         assert len(asked) == 2
     finally:
         server.shutdown()
+
+
+# --- kernel modules ------------------------------------------------------------------------
+
+WANTED = {
+    "bridge": "CONFIG_BRIDGE",
+    "veth": "CONFIG_VETH",
+    "br_netfilter": "CONFIG_BRIDGE_NETFILTER",
+}
+
+
+def test_missing_modules_counts_loaded_builtin_and_configured_ones():
+    proc_modules = "bridge 311296 1 br_netfilter, Live 0x0000000000000000\n"
+    builtin = "kernel/drivers/net/veth.ko\nkernel/fs/ext4/ext4.ko\n"
+    assert plan.missing_modules(WANTED, proc_modules, builtin, "", set()) == ["br_netfilter"]
+    assert plan.missing_modules(WANTED, "", "", "CONFIG_BRIDGE_NETFILTER=y\nCONFIG_VETH=m\n",
+                                {"bridge"}) == ["veth"]  # fmt: skip
+    assert plan.missing_modules(WANTED, "", "", "", set()) == list(WANTED)
+
+
+def test_the_machine_loads_every_module_kubernetes_nodes_need():
+    """Lab hosts share this kernel and cannot load modules: the lab loads seed's for them."""
+    import ast
+
+    tree = ast.parse((Path(__file__).parents[2] / "deploys" / "seed.py").read_text())
+    needed = next(
+        ast.literal_eval(node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign)
+        and any(getattr(t, "id", None) == "KUBERNETES_MODULES" for t in node.targets)
+    )
+    assert set(needed) <= set(machine.KERNEL_MODULES)
+    assert {"bridge", "veth", "overlay"} <= set(machine.KERNEL_MODULES)
+
+
+def test_up_refuses_a_lab_dir_overlayfs_cannot_take(tmp_path, monkeypatch):
+    monkeypatch.setattr(machine.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(plan, "LAB_DIR", tmp_path / "a,b")
+    with pytest.raises(LabError, match="KUBI_LAB_DIR"):
+        lab.up()
+    assert not (tmp_path / "a,b").exists()  # refused before anything was made
+
+
+def test_lab_dir_of_finds_labs_of_any_folder_and_nothing_else():
+    host = LabHost("lab-cp1", "control_plane", "10.77.0.14")
+    argv = lab.nspawn_argv(host, Path("/tmp/kubi-ci.x/lab/hosts/lab-cp1/merged"))
+    assert plan.lab_dir_of(argv) == Path("/tmp/kubi-ci.x/lab")
+    other = ["systemd-nspawn", "--directory=/srv/c/merged", "--network-namespace-path=/run/netns/x"]
+    assert plan.lab_dir_of(other) is None
+    assert plan.lab_dir_of(["sshd", *argv[1:]]) is None
+
+
+def test_limits_are_only_raised():
+    floors = {"fs.inotify.max_user_instances": 1024, "fs.inotify.max_user_watches": 524288}
+    current = {"fs.inotify.max_user_instances": 128, "fs.inotify.max_user_watches": 1048576}
+    assert plan.raised_limits(current, floors) == {"fs.inotify.max_user_instances": 1024}
+    assert plan.raised_limits({**floors, "fs.inotify.max_user_instances": 8192}, floors) == {}
+
+
+def test_lab_dir_from_the_environment_is_made_absolute_and_real(tmp_path):
+    """mountinfo and nspawn's argv carry real absolute paths; nspawn runs from "/"."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "link").symlink_to(tmp_path / "real", target_is_directory=True)
+    printed = subprocess.run(
+        [sys.executable, "-c", "from kubi.lab import plan; print(plan.LAB_DIR)"],
+        cwd=tmp_path, env={**os.environ, "KUBI_LAB_DIR": "link/lab",
+                           "PYTHONPATH": str(Path(__file__).parents[2])},
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    assert printed == str((tmp_path / "real" / "lab").resolve())

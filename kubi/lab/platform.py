@@ -1,0 +1,128 @@
+"""The running lab as a kubi platform: its groups, people, package proxy and whether the log
+stack can be installed. The one lab module that knows the platform config; the engine
+(plan, machine, rootfs, hosts) knows nothing of components.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from kubi.aptsource import through_proxy
+from kubi.config import validate
+from kubi.graylog import upstream_repositories
+from kubi.lab import machine, plan
+from kubi.lab.plan import SUBNET, LabState, Log
+
+# People of the lab platform, one per role, so the bastion can be tested for real.
+LAB_PEOPLE = (("lab-ops", "ops"), ("lab-dev", "dev"))
+REACHABILITY_TTL = 600.0  # seconds a reachability verdict is reused by later runs
+
+
+def person_key(name: str) -> Path:
+    """Private key of a lab person (generated once, 0600); the public half goes in the config."""
+    path = plan.LAB_DIR / "people" / name / "id_ed25519"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        machine.run(
+            "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"{name}@kubi-lab", "-f", path
+        )
+    return path
+
+
+def _fetch_status(url: str, timeout: float) -> int | None:
+    """HTTP status of a GET through the machine's package proxy (None: no answer at all)."""
+    proxy = plan.APT_PROXY
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": proxy}))
+    try:
+        with opener.open(through_proxy(url, proxy), timeout=timeout) as answer:
+            return answer.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return None
+
+
+def reachable(urls: list[str], timeout: float = 5.0) -> dict[str, bool]:
+    """Whether this machine can fetch each URL, asked through its own package proxy.
+
+    The proxy is the lab hosts' only way out, so this is exactly what they can reach. An
+    upstream answer (even 404) counts; the proxy's own 5xx (name, connection or TLS
+    failure upstream) does not. Verdicts are reused for REACHABILITY_TTL seconds.
+    """
+    cache = plan.LAB_DIR / "reachability.json"
+    try:
+        known = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        known = {}
+    now = time.time()
+    result = {}
+    for url in urls:
+        entry = known.get(url)
+        if entry is None or now - entry["at"] > REACHABILITY_TTL:
+            status = _fetch_status(url, timeout)
+            entry = {"at": now, "ok": status is not None and status < 500}
+            known[url] = entry
+        result[url] = entry["ok"]
+    with contextlib.suppress(OSError):
+        machine.write(cache, json.dumps(known))
+    return result
+
+
+def _log_stack_setting(description: dict, log: Log) -> dict:
+    """graylog.install for the lab: on only when the log stack's repositories answer."""
+    repositories = upstream_repositories(validate(description, source="lab"))
+    verdicts = reachable([url for _, url in repositories])
+    missing = [name for name, url in repositories if not verdicts[url]]
+    if missing:
+        log(
+            f"lab: notice: the log stack's repositories are not reachable from this machine "
+            f"({', '.join(missing)}): Graylog is left out (graylog.install=false)"
+        )
+    return {"install": not missing}
+
+
+def _to_stderr(message: str) -> None:
+    # stderr: pyinfra's own log stream (stdout may carry its --json output)
+    print(message, file=sys.stderr)
+
+
+def platform_description(state: LabState, log: Log = _to_stderr) -> dict:
+    """The platform description of a running lab, for `kubi.inventory.declare`.
+
+    Every address is first checked to route through the lab bridge (the safety rule).
+    """
+    groups: dict[str, list] = {}
+    for host in state.hosts:
+        machine.check_route(host.address)
+        groups.setdefault(host.role, []).append((host.name, {"address": host.address}))
+    people = [
+        {"name": name, "role": role, "keys": [person_key(name).with_suffix(".pub").read_text()]}
+        for name, role in LAB_PEOPLE
+    ]
+    description = {
+        "name": "lab",
+        "groups": groups,
+        "domain": "lab.kubi.internal",
+        "apt_proxy": state.apt_proxy,
+        "secrets_dir": str(plan.LAB_DIR / "secrets"),
+        "ssh": {
+            "user": "root",
+            "key": str(state.ssh_key),
+            # Each lab host has its own host key; `up` records them all.
+            "strict_host_key_checking": "yes",
+            "known_hosts_file": str(plan.known_hosts_file()),
+        },
+        "network": {"host_cidrs": [str(SUBNET)]},
+        "users": people,
+        # Prove the offline-install path: hosts install through the repository host, whose
+        # cache goes through the machine's proxy (apt_proxy).
+        "package_proxy": {"for_all_hosts": True},
+    }
+    description["graylog"] = _log_stack_setting(description, log)
+    return description
