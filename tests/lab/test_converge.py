@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
 import pytest
+
+from kubi import components
 
 from .conftest import ROOT, changed_ops, failed_ops, pyinfra
 
@@ -26,6 +29,9 @@ def test_first_converge_changes_every_host(first_run, lab_state):
     assert set(changed["system update and upgrade (seed.upgrade=first)"]) == names
     service_hosts = {h.name for h in lab_state.hosts if h.role in ("input", "output", "repository")}
     assert set(changed["nginx packages"]) == service_hosts
+    # Every operation is named after the component that runs it.
+    names = [op["name"] for op in json.loads(first_run.stdout)["results"]["operations"]]
+    assert {name.partition(" | ")[0] for name in names} == set(components.NAMES)
 
 
 def test_verification_suites_pass(first_run):
@@ -58,8 +64,6 @@ def test_verification_suites_pass(first_run):
 def test_second_run_reports_no_changes(first_run):
     planned = pyinfra("--json", "deploys/all.py")  # change detection only (dry)
     assert planned.returncode == 0, planned.stderr[-4000:]
-    import json
-
     plan = json.loads(planned.stdout)["plan"]
     assert [op["name"] for op in plan if op["hosts_with_change"]] == []
 
@@ -70,8 +74,7 @@ def test_second_run_reports_no_changes(first_run):
 
 
 def test_component_redeploys_alone(first_run):
-    components = ("package_proxy", "seed", "nginx", "bastion", "cockpit", "registry", "charts")
-    for component in components:
+    for component in components.NAMES:
         result = pyinfra("--json", "-y", f"deploys/{component}.py")
         assert result.returncode == 0, result.stderr[-4000:]
         assert changed_ops(result) == {}, component

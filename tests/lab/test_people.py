@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from kubi import lab
+from kubi import components, lab
 
 from .conftest import changed_ops, pyinfra
 
@@ -109,11 +109,17 @@ def http_through_forward(config, person: str, host: str) -> str:
 def test_one_forward_reaches_the_cockpit_and_every_ui(ssh_config, converged, person):
     page = http_through_forward(ssh_config, person, "localhost")
     assert page.startswith("HTTP/1.1 200"), page[:200]
-    assert "http://grafana.localhost:8080/" in page
-    for ui in ("grafana", "ceph", "dashboard", "graylog"):
-        # The route exists: nginx answers for the UI, a 502 until the UI itself runs.
+    uis = [route.name for c in components.COMPONENTS for route in c.ui]
+    assert uis == ["graylog"]  # the lab runs every component; only Graylog has a UI yet
+    for ui in uis:
+        assert f"http://{ui}.localhost:8080/" in page
+        # The route exists: nginx answers for the UI (a 502 while the UI itself is not
+        # running: the lab leaves the log stack out when its repositories are unreachable).
         answer = http_through_forward(ssh_config, person, f"{ui}.localhost")
-        assert answer.startswith("HTTP/1.1 502"), (ui, answer[:200])
+        assert answer.startswith(("HTTP/1.1 200", "HTTP/1.1 502")), (ui, answer[:200])
+    # An add-on that is not there has no route: its name gets the landing page.
+    other = http_through_forward(ssh_config, person, "grafana.localhost")
+    assert other.startswith("HTTP/1.1 200") and "grafana" not in other
 
 
 def test_cockpit_is_not_reachable_from_other_hosts(converged):
