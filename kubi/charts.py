@@ -175,6 +175,8 @@ class ChartStore:
 
     def commit(self, archive_name: str, archive: bytes | None, index: bytes, base: bytes) -> bool:
         """Install archive (when given) and index; False if the index changed meanwhile."""
+        if "/" in archive_name or archive_name.startswith(".") or not archive_name:
+            raise ChartError(f"{archive_name!r} is not a chart archive name (name-version.tgz)")
         stream = io.BytesIO()
         with tarfile.open(fileobj=stream, mode="w") as tar:
             for name, data in ((archive_name, archive), (INDEX, index)):
@@ -183,9 +185,10 @@ class ChartStore:
                     info.size, info.mode = len(data), 0o644
                     tar.addfile(info, io.BytesIO(data))
         q = shlex.quote
+        # './' before every name: a chart named '-x' must never read as an option.
         install = "".join(
-            f'install -m 644 -o root -g root "$tmp"/{q(name)} {q(name + ".kubi-new")} && '
-            f"mv -f {q(name + '.kubi-new')} {q(name)} && "
+            f'install -m 644 -o root -g root "$tmp"/{q(name)} {q("./" + name + ".kubi-new")} && '
+            f"mv -f {q('./' + name + '.kubi-new')} {q('./' + name)} && "
             for name in ((archive_name,) if archive is not None else ())
         )
         script = (

@@ -31,6 +31,7 @@ NEEDS_CHARTS_LOCK = {
         "test_packaged_chart_is_published_as_it_is",
         "test_concurrent_index_change_is_merged_again",
         "test_cli_refuses_a_broken_chart_with_helms_message",
+        "test_archive_named_like_an_option_is_stored_as_a_file",
     ],
     "tests/unit/test_ssh.py": ["test_charts_publish_through_ssh"],
 }

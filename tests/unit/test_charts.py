@@ -200,3 +200,13 @@ def test_cli_reports_an_ssh_failure_in_one_line(tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().err == (
         "kubi: cannot connect to repo1 (10.20.0.13:22) over SSH as root: refused\n"
     )
+
+
+def test_archive_named_like_an_option_is_stored_as_a_file(store):
+    """A chart whose name starts with '-' (as an archive file may be named) must not be
+    read as an option of install or mv."""
+    index = charts.EMPTY_INDEX.encode()
+    assert store.commit("-x-0.1.0.tgz", b"archive", index, index)
+    assert Path(store.path, "-x-0.1.0.tgz").read_bytes() == b"archive"
+    with pytest.raises(charts.ChartError, match="not a chart archive name"):
+        store.commit("../escape.tgz", b"archive", index, index)
