@@ -6,13 +6,18 @@ accounts have no usable password. On the input host, operators may jump to the o
 hosts (`ssh -J`); developers may only forward to the input host's cockpit and Kubernetes
 API stream. An account whose person left the config is removed with its home.
 
+Keys are the config's alone: sshd reads each person's keys from a root-owned file,
+/etc/ssh/authorized_keys/<user>, never from their home (which the person controls), so
+a key a person adds to their own ~/.ssh/authorized_keys does not log in, and no root
+operation of kubi acts in a home. The deploy's own account keeps the host's own setting.
+
     pyinfra inventories/lab.py deploys/bastion.py
 """
 
 from pyinfra import host
 from pyinfra.operations import server
 
-from facts.bastion import GROUPS, KubiAccounts
+from facts.bastion import GROUPS, KEYS_DIR, KubiAccounts
 from kubi import ops
 from kubi.deploy import component, entry_script, me, platform
 from kubi.templates import render
@@ -45,7 +50,6 @@ def bastion() -> None:
                     f"--comment 'kubi {person.role}' {person.name}",
                     # '*': no password can match, yet the account is not "locked" for sshd keys.
                     f"usermod --password '*' {person.name}",
-                    f"install -d -m 700 -o {person.name} -g {person.name} ~{person.name}/.ssh",
                 ],
             )
         elif member_of != [group]:
@@ -54,17 +58,42 @@ def bastion() -> None:
                 commands=[f"gpasswd --delete {person.name} {g}" for g in member_of]
                 + [f"gpasswd --add {person.name} {group}"],
             )
-        home = accounts["users"].get(person.name, {}).get("home", f"/home/{person.name}")
+    # The keys: root's files in root's folder, which sshd reads as each person (0644, 0755).
+    folder = accounts["keys"]["folder"]
+    if folder == "other":
+        server.shell(
+            name=f"folder {KEYS_DIR}",
+            commands=[
+                f"echo 'kubi: {KEYS_DIR} is not a folder; remove it and run again' >&2; exit 1"
+            ],
+        )
+    elif folder != "root:root 755":
+        server.shell(
+            name=f"folder {KEYS_DIR}",
+            commands=[f"install -d -m 755 -o root -g root {KEYS_DIR}"],
+        )
+    for person in people:
         ops.file(
             name=f"ssh keys of {person.name}",
-            path=f"{home}/.ssh/authorized_keys",
+            path=f"{KEYS_DIR}/{person.name}",
             content="".join(f"{key}\n" for key in person.keys),
-            mode="600",
-            user=person.name,
-            group=person.name,
         )
-
     wanted = {p.name for p in people}
+    for name in sorted(set(accounts["keys"]["files"]) - wanted):
+        ops.file(
+            name=f"remove ssh keys of {name} (no longer in the config here)",
+            path=f"{KEYS_DIR}/{name}",
+            content=None,
+        )
+    # sshd reads only those files for kubi's people; written once the files are there.
+    ops.file(
+        name="ssh keys of people from /etc/ssh/authorized_keys only",
+        path="/etc/ssh/sshd_config.d/15-kubi-keys.conf",
+        content=render("bastion", "sshd-keys.conf", keys_dir=KEYS_DIR, deploy_user=node.ssh_user),
+        check="sshd -t",
+        reload="systemctl reload ssh",
+    )
+
     for name in sorted(set(accounts["users"]) - wanted):
         server.shell(
             name=f"remove account {name} (no longer in the config)",

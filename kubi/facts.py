@@ -11,24 +11,72 @@ import shlex
 from pyinfra.api import FactBase
 
 
+def folders_guard(path: str, on_unsafe: str) -> str:
+    """Shell that walks every existing folder above `path`, up to /, on the host, without
+    following a symbolic link, and runs `on_unsafe` (with ``$d`` the folder and ``$a`` its
+    ``uid mode``) at the first one another user controls.
+
+    A folder is safe when it is a real folder (not a symbolic link) owned by root (or by the
+    user running the command) that neither its group nor others may write: then no other
+    user can put a link or another file in its place, so what was checked stays true until
+    the command acts. Above the file's own folder, a sticky folder (/tmp) is also safe:
+    others cannot rename or remove what they do not own in it. Missing folders are skipped:
+    they are created later by root, inside a folder checked here.
+    """
+    parent = shlex.quote(path.rsplit("/", 1)[0] or "/")
+    return (
+        f"u=$(id -u); k=; d={parent}; while :; do "
+        'if [ -e "$d" ] || [ -L "$d" ]; then a=$(stat -c \'%u %A\' "$d") || exit 1; '
+        'case "$a" in "0 d"????-??-?|"$u d"????-??-?) ;; '
+        f'"0 d"????????[tT]|"$u d"????????[tT]) [ "$d" != {parent} ] || k=1;; *) k=1;; esac; '
+        f'if [ -n "$k" ]; then {on_unsafe}; fi; fi; '
+        '[ "$d" = / ] && break; d=$(dirname "$d"); done'
+    )
+
+
 class ManagedFile(FactBase):
     """
-    Mode, owner and content hash of a regular file in one round trip, or ``None`` if absent:
+    A file kubi manages, read without following a symbolic link, in one round trip:
 
     .. code:: python
 
-        {"mode": "644", "user": "root", "group": "root", "sha256": "9f86d0..."}
+        {"type": "file", "mode": "644", "user": "root", "group": "root", "sha256": "9f86d0..."}
+        None                        # absent
+        {"type": "symlink"}         # a symbolic link: kubi refuses to act through it
+        {"type": "other"}           # a folder, a fifo...: refused too
+        {"type": "unsafe", "folder": "/home/alice/.ssh", "owner": "1000", "mode": "drwx------"}
+                                    # a folder above it that another user controls: refused
+
+    An operation reads it again when it executes, on the host, right before its commands.
     """
 
     def command(self, path: str) -> str:
         p = shlex.quote(path)
-        return f"if [ -f {p} ]; then stat -c '%a %U %G' {p} && sha256sum {p}; fi"
+        return (
+            folders_guard(path, 'echo "unsafe $a $d"; exit 0')
+            + f"; if [ -L {p} ]; then echo symlink; elif [ -f {p} ]; then "
+            f"stat -c '%a %U %G' {p} && sha256sum {p}; elif [ -e {p} ]; then echo other; fi"
+        )
 
     def process(self, output: list[str]) -> dict[str, str] | None:
+        if not output:
+            return None
+        first = output[0]
+        if first.startswith("unsafe "):
+            owner, mode, folder = first.split(" ", 3)[1:]
+            return {"type": "unsafe", "folder": folder, "owner": owner, "mode": mode}
+        if first in ("symlink", "other"):
+            return {"type": first}
         if len(output) < 2:
             return None
-        mode, user, group = output[0].split()
-        return {"mode": mode, "user": user, "group": group, "sha256": output[1].split()[0]}
+        mode, user, group = first.split()
+        return {
+            "type": "file",
+            "mode": mode,
+            "user": user,
+            "group": group,
+            "sha256": output[1].split()[0],
+        }
 
 
 class ServiceState(FactBase):

@@ -15,7 +15,7 @@ from pyinfra.api import FileUploadCommand, StringCommand, operation
 from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import FileContents
 
-from kubi.facts import ManagedFile, ServiceState
+from kubi.facts import ManagedFile, ServiceState, folders_guard
 
 APT_ENV = "DEBIAN_FRONTEND=noninteractive"
 # Keep the admin's edits of conffiles, take the package's default for new ones; never prompt.
@@ -49,12 +49,21 @@ def file(
     an earlier operation of the same run creates (a package's default) is seen then; the
     shell also decides on the host whether a previous version exists to restore.
 
+    It never acts through a path another user controls: a symbolic link (or anything but a
+    regular file) in the file's place, or a folder above it that is not root's alone (owned
+    by root, written by no group or other), makes it fail with a message instead. The fact
+    reads both without following a link, and each command that acts on the file checks
+    them again on the host, right before acting, so a swap after the plan is caught too.
+
     .. code:: python
 
         ops.file(path="/etc/nginx/sites.conf.d/app.conf", content=text,
                  check="nginx -t", reload="systemctl reload nginx")
     """
     current = host.get_fact(ManagedFile, path=path)
+    if current is not None and current.get("type", "file") != "file":
+        yield _refuse(path, current)
+        return
 
     if content is None:
         if current is not None:
@@ -65,7 +74,7 @@ def file(
     if current and current["sha256"] == hashlib.sha256(data).hexdigest():
         if (current["mode"], current["user"], current["group"]) != (mode.lstrip("0"), user, group):
             q = shlex.quote(path)
-            yield f"chmod {mode} {q} && chown {user}:{group} {q}"
+            yield _sh(f"{_guard(path)}; chmod {mode} {q} && chown {user}:{group} {q}")
         return
 
     n = _names(path)
@@ -79,7 +88,45 @@ def file(
     if prepare:
         yield " && ".join(prepare)
     yield FileUploadCommand(BytesIO(data), f"{path}.kubi-new")
-    yield _install(n, f"chmod {mode} {n['new']} && chown {user}:{group} {n['new']}", check, reload)
+    yield _install(
+        path, f"chmod {mode} {n['new']} && chown {user}:{group} {n['new']}", check, reload
+    )
+
+
+NOT_REGULAR = (
+    "not a regular file (a symbolic link?); kubi never follows one: remove it and run again"
+)
+
+
+def _guard(path: str, regular: bool = True) -> str:
+    """Shell that fails, on the host, unless acting on `path` follows nothing another user
+    controls: every folder above it is root's alone (`folders_guard`) and, with `regular`,
+    the path itself is a regular file or absent, never a symbolic link."""
+    folders = folders_guard(
+        path,
+        "echo \"kubi: refusing $m: the folder $d (owner uid and mode: $a) is not root's alone;"
+        ' no root operation follows a path another user controls" >&2; exit 1',
+    )
+    m = shlex.quote(path)
+    if not regular:
+        return f"m={m}; {folders}"
+    return (
+        f'm={m}; if [ -L "$m" ] || {{ [ -e "$m" ] && [ ! -f "$m" ]; }}; then '
+        f'echo "kubi: refusing $m: {NOT_REGULAR}" >&2; exit 1; fi; ' + folders
+    )
+
+
+def _refuse(path: str, current: dict) -> StringCommand:
+    """Fail with what the fact found, instead of acting through another user's path."""
+    if current["type"] == "unsafe":
+        why = (
+            f"the folder {current['folder']} (owner uid {current['owner']}, mode "
+            f"{current['mode']}) is not root's alone; no root operation follows a path "
+            "another user controls"
+        )
+    else:
+        why = NOT_REGULAR
+    return _sh(f"echo {shlex.quote(f'kubi: refusing {path}: {why}')} >&2; exit 1")
 
 
 # Temporary names end in .kubi-new/.kubi-old so no `*.conf` include ever picks them up.
@@ -90,21 +137,23 @@ def _names(path: str) -> dict[str, str]:
     }
 
 
-def _install(
-    n: dict[str, str], prepare: str, check: str | None, reload: str | None
-) -> StringCommand:
+def _install(path: str, prepare: str, check: str | None, reload: str | None) -> StringCommand:
+    n = _names(path)
     if check is None:
         return _sh(
-            f"{prepare} && mv -f {n['new']} {n['dst']}" + (f" && {reload}" if reload else "")
+            f"{_guard(path)}; {prepare} && mv -f {n['new']} {n['dst']}"
+            + (f" && {reload}" if reload else "")
         )
     return _sh(
-        f"{prepare} || exit 1; rm -f {n['old']}; "
+        f"{_guard(path)}; {prepare} || exit 1; rm -f {n['old']}; "
         f"if [ -e {n['dst']} ]; then cp -p {n['dst']} {n['old']} || exit 1; fi; "
         f"mv -f {n['new']} {n['dst']} || exit 1; " + _verify(check, reload, n)
     )
 
 
 def _remove(path: str, check: str | None, reload: str | None) -> StringCommand:
+    # rm and mv never follow the name they remove or rename, and the fact, read right
+    # before, refused a link in its place and a folder another user controls.
     n = _names(path)
     if check is None:
         return _sh(f"rm -f {n['dst']}" + (f" && {reload}" if reload else ""))
@@ -196,7 +245,11 @@ def block(path: str, content: str, marker: str = "kubi"):
         return
     new = f"{path}.kubi-new"
     yield FileUploadCommand(BytesIO(("\n".join(wanted) + "\n").encode()), new)
-    yield f"cat {shlex.quote(new)} > {shlex.quote(path)} && rm -f {shlex.quote(new)}"
+    # Its folders are checked, not the file: a link in root's own folder is root's choice.
+    yield (
+        f"{_guard(path, regular=False)}; "
+        f"cat {shlex.quote(new)} > {shlex.quote(path)} && rm -f {shlex.quote(new)}"
+    )
 
 
 def merge_block(lines: list[str], content: str, marker: str) -> list[str]:
@@ -247,11 +300,15 @@ def file_once(path: str, content: str):
 
         ops.file_once(path="/var/lib/kubi/charts/index.yaml", content="apiVersion: v1\n")
     """
-    if host.get_fact(ManagedFile, path=path) is not None:
+    current = host.get_fact(ManagedFile, path=path)
+    if current is not None and current.get("type") == "unsafe":
+        yield _refuse(path, current)
+    if current is not None:
         return
     n = _names(path)
     yield FileUploadCommand(BytesIO(content.encode()), f"{path}.kubi-new")
     yield (
+        f"{_guard(path, regular=False)}; "
         f"chmod 644 {n['new']} && chown root:root {n['new']} && "
         f"{{ ln {n['new']} {n['dst']} 2>/dev/null || true; }} && rm -f {n['new']}"
     )

@@ -5,6 +5,7 @@ Everything goes through the real sshd of the lab hosts with the lab people's own
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import textwrap
 
@@ -162,3 +163,59 @@ def test_person_removed_from_the_config_loses_the_account(converged, ssh_config,
     assert gone.returncode == 255
     input_host = next(h for h in converged.hosts if h.role == "input")
     assert lab.run_on(input_host.address, "test -e /home/lab-temp").returncode == 1
+
+
+def _input_address(converged) -> str:
+    return next(h for h in converged.hosts if h.role == "input").address
+
+
+def _as_developer(ssh_config, command: str) -> subprocess.CompletedProcess:
+    return ssh(ssh_config, "lab-dev@lab-input", command)
+
+
+def test_a_key_a_developer_adds_to_their_own_home_does_not_log_in(converged, ssh_config, tmp_path):
+    own = tmp_path / "id_own"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", own], check=True)
+    public = own.with_suffix(".pub").read_text().strip()
+    added = _as_developer(
+        ssh_config,
+        f"mkdir -p -m 700 ~/.ssh && echo {shlex.quote(public)} >> ~/.ssh/authorized_keys",
+    )
+    assert added.returncode == 0, added.stderr
+    # The same settings, with the developer's own key instead of the configured one.
+    own_config = tmp_path / "ssh_config_own"
+    own_config.write_text(
+        ssh_config.read_text().replace(
+            f"IdentityFile {lab.person_key('lab-dev')}", f"IdentityFile {own}"
+        )
+    )
+    try:
+        refused = ssh(own_config, "lab-dev@lab-input", "true")
+        assert refused.returncode == 255 and "Permission denied" in refused.stderr
+        # The configured key still logs in, and the deploy (root) still connects.
+        assert _as_developer(ssh_config, "id -un").stdout.strip() == "lab-dev"
+        assert lab.run_on(_input_address(converged), "true").returncode == 0
+    finally:
+        _as_developer(ssh_config, "rm -f ~/.ssh/authorized_keys")
+
+
+def test_a_link_in_a_developer_s_home_never_reaches_root_s_files(converged, ssh_config):
+    address = _input_address(converged)
+    shadow = "stat -c '%U:%G %a' /etc/shadow"
+    before = lab.run_on(address, shadow)
+    assert before.returncode == 0 and before.stdout.startswith("root:"), before.stderr
+    planted = _as_developer(
+        ssh_config,
+        "mkdir -p -m 700 ~/.ssh && rm -f ~/.ssh/authorized_keys"
+        " && ln -s /etc/shadow ~/.ssh/authorized_keys",
+    )
+    assert planted.returncode == 0, planted.stderr
+    try:
+        deployed = pyinfra("-y", "deploys/bastion.py")  # root's deploy, with the link in place
+        assert deployed.returncode == 0, deployed.stderr[-3000:]
+        assert lab.run_on(address, shadow).stdout == before.stdout  # owner and mode unchanged
+        # kubi left the home alone: the link is still the developer's own.
+        assert lab.run_on(address, "test -L /home/lab-dev/.ssh/authorized_keys").returncode == 0
+        assert _as_developer(ssh_config, "id -un").stdout.strip() == "lab-dev"
+    finally:
+        _as_developer(ssh_config, "rm -f ~/.ssh/authorized_keys")

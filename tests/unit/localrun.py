@@ -38,18 +38,27 @@ class CommandFailed(Exception):
 
 def run_op(op, **kwargs) -> list[str]:
     """Run operation `op` here; return the commands it ran ([] when nothing to do)."""
-    local = LocalHost()
+    return execute(plan_op(op, **kwargs))
+
+
+def plan_op(op, **kwargs) -> list:
+    """The commands operation `op` plans here, from facts read now; nothing is run."""
+    with ctx_host.use(LocalHost()):
+        return list(op._inner(**kwargs))
+
+
+def execute(commands: list) -> list[str]:
+    """Run planned commands here, as pyinfra executes them; stop at the first that fails."""
     ran = []
-    with ctx_host.use(local):
-        for command in op._inner(**kwargs):
-            if isinstance(command, FileUploadCommand):
-                with open(command.dest, "wb") as dest:
-                    dest.write(command.src.getvalue())
-                ran.append(f"upload {command.dest}")
-                continue
-            text = command.get_raw_value() if isinstance(command, StringCommand) else command
-            result = subprocess.run(["sh", "-c", text], capture_output=True, text=True)
-            ran.append(text)
-            if result.returncode:
-                raise CommandFailed(result.stderr)
+    for command in commands:
+        if isinstance(command, FileUploadCommand):
+            with open(command.dest, "wb") as dest:
+                dest.write(command.src.getvalue())
+            ran.append(f"upload {command.dest}")
+            continue
+        text = command.get_raw_value() if isinstance(command, StringCommand) else command
+        result = subprocess.run(["sh", "-c", text], capture_output=True, text=True)
+        ran.append(text)
+        if result.returncode:
+            raise CommandFailed(result.stderr)
     return ran

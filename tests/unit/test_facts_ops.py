@@ -11,11 +11,13 @@ import os
 import pwd
 import subprocess
 
+import pytest
+
 from facts.seed import SeedState
 from kubi import ops
 from kubi.facts import ManagedFile
 
-from .localrun import LocalHost, run_op
+from .localrun import CommandFailed, LocalHost, execute, plan_op, run_op
 
 USER = pwd.getpwuid(os.getuid()).pw_name
 GROUP = grp.getgrgid(os.getgid()).gr_name
@@ -75,3 +77,77 @@ def test_block_keeps_other_lines_and_replaces_its_own(tmp_path):
     ]
     assert os.stat(hosts).st_ino == inode  # rewritten in place: a bind-mounted file stays valid
     assert run_op(ops.block, path=str(hosts), content="10.0.0.1 a\n10.0.0.3 c") == []
+
+
+def test_managed_file_fact_never_follows_a_link(tmp_path):
+    target = tmp_path / "target"
+    target.write_text("secret\n")
+    link = tmp_path / "f"
+    link.symlink_to(target)
+    local = LocalHost()
+    assert local.get_fact(ManagedFile, path=str(link)) == {"type": "symlink"}
+    assert local.get_fact(ManagedFile, path=str(tmp_path)) == {"type": "other"}
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # another user could put a link in it
+    fact = local.get_fact(ManagedFile, path=str(shared / "f"))
+    assert fact == {"type": "unsafe", "folder": str(shared), "owner": str(os.getuid()),
+                    "mode": "drwxrwxrwx"}  # fmt: skip
+
+
+def planted(tmp_path, mode=0o600):
+    """A file that is not kubi's (/etc/shadow in the attack), and the managed path."""
+    target = tmp_path / "shadow"
+    target.write_text("root:*:19000::::::\n")
+    target.chmod(mode)
+    return target, tmp_path / "authorized_keys"
+
+
+def untouched(target, mode=0o600):
+    assert oct(target.stat().st_mode & 0o777) == oct(mode)
+    assert target.read_text() == "root:*:19000::::::\n"
+
+
+@pytest.mark.parametrize("content", ["root:*:19000::::::\n", "ssh-ed25519 AAAA dave\n"])
+def test_a_link_in_place_of_the_file_is_refused(tmp_path, content):
+    target, path = planted(tmp_path)
+    path.symlink_to(target)
+    with pytest.raises(CommandFailed, match="refusing .*: not a regular file"):
+        run_op(ops.file, path=str(path), content=content, mode="644", user=USER, group=GROUP)
+    untouched(target)
+    assert path.is_symlink()
+
+
+@pytest.mark.parametrize("content", ["ssh-ed25519 AAAA dave\n", "ssh-ed25519 BBBB other\n"])
+def test_a_link_swapped_in_between_plan_and_execute_is_refused(tmp_path, content):
+    target, path = planted(tmp_path)
+    path.write_text("ssh-ed25519 AAAA dave\n")
+    path.chmod(0o644)  # the owner changes the mode: kubi plans chmod (or, new keys, a write)
+    owner = {"user": USER, "group": GROUP}
+    commands = plan_op(ops.file, path=str(path), content=content, mode="600", **owner)
+    assert commands  # something to do, planned while the file was a regular file
+    path.unlink()
+    path.symlink_to(target)  # ... then swapped for a link before the plan runs
+    with pytest.raises(CommandFailed, match="refusing .*: not a regular file"):
+        execute(commands)
+    untouched(target)
+    assert path.is_symlink() and os.readlink(path) == str(target)
+
+
+def test_a_folder_others_may_write_is_refused(tmp_path):
+    folder = tmp_path / "ssh"
+    folder.mkdir()
+    path = folder / "authorized_keys"
+    path.write_text("a=1\n")
+    path.chmod(0o600)
+    owner = {"user": USER, "group": GROUP}
+    # Planned while the folder was the user's alone, executed once others may write in it.
+    commands = plan_op(ops.file, path=str(path), content="a=1\n", mode="644", **owner)
+    folder.chmod(0o777)
+    with pytest.raises(CommandFailed, match=f"the folder {folder} .* is not root's alone"):
+        execute(commands)
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    # Planned now: the fact sees the folder and the operation refuses before any upload.
+    with pytest.raises(CommandFailed, match=f"refusing {path}: the folder {folder}"):
+        run_op(ops.file, path=str(path), content="b=2\n", mode="644", **owner)
+    assert path.read_text() == "a=1\n" and not (folder / "authorized_keys.kubi-new").exists()

@@ -19,14 +19,36 @@ def test_accounts_match_the_config(node, platform, spec):
     assert members == wanted  # removed people are gone
 
 
+KEYS_DIR = "/etc/ssh/authorized_keys"
+
+
 def test_keys_only(node, platform, spec):
     for person in expected_people(platform, spec):
         user = node.user(person.name)
         assert user.exists and user.shell == "/bin/bash"
         assert user.password == "*", person.name  # no password can ever match
-        keys = node.file(f"{user.home}/.ssh/authorized_keys")
-        assert keys.mode == 0o600 and keys.user == person.name
+
+
+def test_keys_are_root_files_outside_the_homes(node, platform, spec):
+    folder = node.file(KEYS_DIR)
+    assert folder.is_directory and not folder.is_symlink
+    assert (folder.user, folder.group, folder.mode) == ("root", "root", 0o755)
+    people = expected_people(platform, spec)
+    listed = node.check_output(f"find {KEYS_DIR} -mindepth 1 -printf '%f\\n'").split()
+    assert sorted(listed) == sorted(p.name for p in people)  # removed people's files are gone
+    for person in people:
+        keys = node.file(f"{KEYS_DIR}/{person.name}")
+        assert keys.is_file and not keys.is_symlink
+        assert (keys.user, keys.group, keys.mode) == ("root", "root", 0o644), person.name
         assert keys.content_string.split("\n")[:-1] == list(person.keys)
+
+
+def test_sshd_reads_people_s_keys_from_root_s_files_only(node, platform, spec):
+    for person in expected_people(platform, spec):
+        settings = effective_sshd(node, person.name)
+        assert settings["authorizedkeysfile"] == f"{KEYS_DIR}/%u", person.name
+    # The deploy's own account keeps the host's own setting: kubi cannot lock itself out.
+    assert effective_sshd(node, spec.ssh_user)["authorizedkeysfile"] != f"{KEYS_DIR}/%u"
 
 
 def test_operators_have_sudo_developers_do_not(node, platform, spec):
