@@ -38,6 +38,7 @@ from kubi.templates import render
 MAX_MAP_COUNT = 262144
 SYSCTL_FILE = "/etc/sysctl.d/90-kubi-opensearch.conf"
 SERVER_CONF = "/etc/graylog/server/server.conf"
+OPENSEARCH_CONFIG_DIRS = ("/etc/opensearch", "/etc/opensearch/jvm.options.d")
 
 
 @component("graylog")
@@ -166,7 +167,17 @@ def configuration(cfg: Platform, node: Host) -> dict[str, list]:
         content=render("graylog", "mongod.conf", version=versions.mongodb),
     )
     # OpenSearch's package gives its configuration folder to opensearch:opensearch (0640
-    # files) on every upgrade: the same owner and mode here, so nothing drifts.
+    # files) on every upgrade. The files keep that owner and mode, so nothing drifts; the
+    # folders become root's (the service only reads them), as kubi never writes through a
+    # folder another account controls: a swapped link there would be refused.
+    for folder in OPENSEARCH_CONFIG_DIRS:
+        files.directory(
+            name=f"OpenSearch configuration folder {folder} (root's, read by opensearch)",
+            path=folder,
+            user="root",
+            group="opensearch",
+            mode="750",
+        )
     opensearch = [
         ops.file(
             name="OpenSearch configuration",
@@ -182,7 +193,6 @@ def configuration(cfg: Platform, node: Host) -> dict[str, list]:
             name=f"OpenSearch heap {settings.opensearch_heap}",
             path="/etc/opensearch/jvm.options.d/kubi-heap.options",
             content=render("graylog", "opensearch-heap.options", heap=settings.opensearch_heap),
-            make_dirs=True,
             mode="640",
             user="opensearch",
             group="opensearch",

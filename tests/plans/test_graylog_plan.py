@@ -61,7 +61,10 @@ def fresh_facts():
         "kubi.facts.ManagedFile": {
             f"path={p}": None for p in [*SITES.values(), *(f[0] for f in STACK_FILES)]
         },
-        "files.Directory": {"path=/etc/kubi/graylog": None},
+        "files.Directory": {
+            f"path={p}": None
+            for p in ("/etc/kubi/graylog", "/etc/opensearch", "/etc/opensearch/jvm.options.d")
+        },
         "kubi.facts.ServiceState": {f"unit={u}": {"active": False, "enabled": None} for u in UNITS},
         "facts.graylog.GraylogInputs": {INPUTS_KEY: None},
     }
@@ -92,7 +95,13 @@ def converged_facts(description):
             **{f"path={p}": _owned(written[p], m, u, g) for p, m, u, g in STACK_FILES},
         },
         "files.Directory": {
-            "path=/etc/kubi/graylog": {"mode": 700, "user": "root", "group": "root"}
+            "path=/etc/kubi/graylog": {"mode": 700, "user": "root", "group": "root"},
+            "path=/etc/opensearch": {"mode": 750, "user": "root", "group": "opensearch"},
+            "path=/etc/opensearch/jvm.options.d": {
+                "mode": 750,
+                "user": "root",
+                "group": "opensearch",
+            },
         },
         "kubi.facts.ServiceState": {f"unit={u}": {"active": True, "enabled": True} for u in UNITS},
         "facts.graylog.GraylogInputs": {
@@ -150,6 +159,10 @@ def test_fresh_output_host(description, tmp_path):
         "vm.max_map_count 262144 for OpenSearch",
         "apply vm.max_map_count",
         "MongoDB configuration",
+        # root's folders: kubi never writes through a folder the opensearch account controls
+        "OpenSearch configuration folder /etc/opensearch (root's, read by opensearch)",
+        "OpenSearch configuration folder /etc/opensearch/jvm.options.d "
+        "(root's, read by opensearch)",
         "OpenSearch configuration",
         "OpenSearch heap 1g",
         "Graylog heap 1g",
