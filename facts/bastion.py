@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 from pyinfra.api import FactBase
 
 GROUPS = ("kubi-ops", "kubi-dev")
@@ -30,7 +32,7 @@ class KubiAccounts(FactBase):
     """
 
     def command(self) -> str:
-        return _SCRIPT.format(groups=" ".join(GROUPS))
+        return _SCRIPT.format(groups=" ".join(shlex.quote(g) for g in GROUPS))
 
     def process(self, output: list[str]) -> dict:
         result: dict = {"groups": {}, "users": {}}
