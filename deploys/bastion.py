@@ -14,6 +14,8 @@ operation of kubi acts in a home. The deploy's own account keeps the host's own 
     pyinfra inventories/lab.py deploys/bastion.py
 """
 
+import shlex
+
 from pyinfra import host
 from pyinfra.operations import server
 
@@ -35,28 +37,31 @@ def bastion() -> None:
     if missing_groups:
         server.shell(
             name=f"groups {' '.join(missing_groups)}",
-            commands=[f"groupadd --system {g}" for g in missing_groups],
+            commands=[f"groupadd --system {shlex.quote(g)}" for g in missing_groups],
         )
 
     for person in people:
         group = f"kubi-{person.role}"
+        # Names are UnixName (matched in full), quoted all the same; `~name` needs its
+        # tilde unquoted, which the name's type makes safe.
+        who, grp = shlex.quote(person.name), shlex.quote(group)
         member_of = [g for g, members in accounts["groups"].items() if person.name in members]
         if person.name not in accounts["users"]:
             server.shell(
                 name=f"account {person.name} ({person.role})",
                 commands=[
                     # useradd refuses a name some other account already has: no silent takeover.
-                    f"useradd --create-home --shell /bin/bash --groups {group} "
-                    f"--comment 'kubi {person.role}' {person.name}",
+                    f"useradd --create-home --shell /bin/bash --groups {grp} "
+                    f"--comment {shlex.quote('kubi ' + person.role)} {who}",
                     # '*': no password can match, yet the account is not "locked" for sshd keys.
-                    f"usermod --password '*' {person.name}",
+                    f"usermod --password '*' {who}",
                 ],
             )
         elif member_of != [group]:
             server.shell(
                 name=f"account {person.name} now {person.role}",
-                commands=[f"gpasswd --delete {person.name} {g}" for g in member_of]
-                + [f"gpasswd --add {person.name} {group}"],
+                commands=[f"gpasswd --delete {who} {shlex.quote(g)}" for g in member_of]
+                + [f"gpasswd --add {who} {grp}"],
             )
     # The keys: root's files in root's folder, which sshd reads as each person (0644, 0755).
     folder = accounts["keys"]["folder"]
@@ -97,7 +102,10 @@ def bastion() -> None:
     for name in sorted(set(accounts["users"]) - wanted):
         server.shell(
             name=f"remove account {name} (no longer in the config)",
-            commands=[f"pkill -KILL -u {name} || true", f"userdel --remove {name}"],
+            commands=[
+                f"pkill -KILL -u {shlex.quote(name)} || true",
+                f"userdel --remove {shlex.quote(name)}",
+            ],
         )
 
     ops.file(

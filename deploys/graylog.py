@@ -17,6 +17,7 @@ Graylog and the cluster exist) and one notice says the stack was left out.
 import hashlib
 import json
 import secrets
+import shlex
 import time
 from pathlib import Path
 
@@ -131,11 +132,10 @@ def repositories_and_packages(
     # OpenSearch's package would otherwise install its demo security configuration,
     # which needs an initial admin password; kubi turns the security plugin off instead.
     env = f"DISABLE_INSTALL_DEMO_CONFIG=true {ops.APT_ENV}"
+    words = " ".join(shlex.quote(package) for package in missing)
     server.shell(
         name=f"log stack packages {' '.join(missing)}",
-        commands=[
-            f"{env} apt-get -q update && {env} apt-get {ops.APT_OPTS} install {' '.join(missing)}"
-        ],
+        commands=[f"{env} apt-get -q update && {env} apt-get {ops.APT_OPTS} install {words}"],
     )
 
 
@@ -148,7 +148,9 @@ def kernel(state: dict) -> None:
     )
     if (state["max_map_count"] or 0) < MAX_MAP_COUNT:
         # Only our own file: `sysctl --system` would touch every other key as well.
-        server.shell(name="apply vm.max_map_count", commands=[f"sysctl -q -p {SYSCTL_FILE}"])
+        server.shell(
+            name="apply vm.max_map_count", commands=[f"sysctl -q -p {shlex.quote(SYSCTL_FILE)}"]
+        )
 
 
 def configuration(cfg: Platform, node: Host) -> dict[str, list]:
@@ -275,7 +277,7 @@ def services(changes: dict[str, list]) -> None:
         ):
             server.shell(
                 name=f"restart {unit} (configuration changed)",
-                commands=[f"systemctl restart {unit}"],
+                commands=[f"systemctl restart {shlex.quote(unit)}"],
             )
         ops.service(name=f"{unit} running", unit=unit)
 

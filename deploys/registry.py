@@ -12,6 +12,8 @@ server certificate). On Kubernetes nodes also containerd's registry folder
     pyinfra inventories/lab.py deploys/registry.py
 """
 
+import shlex
+
 from pyinfra.operations import files, server
 
 import kubi.registry
@@ -55,7 +57,7 @@ def registry() -> None:
             # The registry has no reload; a fresh install already started with this file.
             server.shell(
                 name="restart registry (configuration changed)",
-                commands=[f"systemctl restart {kubi.registry.SERVICE}"],
+                commands=[f"systemctl restart {shlex.quote(kubi.registry.SERVICE)}"],
             )
         ops.service(name="registry running", unit=kubi.registry.SERVICE)
 

@@ -7,6 +7,8 @@ on Kubernetes nodes also swap off and the kernel modules and sysctls kubeadm exp
     pyinfra inventories/lab.py deploys/seed.py
 """
 
+import shlex
+
 from pyinfra import host
 from pyinfra.operations import server
 
@@ -42,11 +44,12 @@ def seed() -> None:
 
     # --- names (first: the apt proxy may be the repository host, known by its alias) ---
     if facts["hostname"] != node.short_name:
+        short = shlex.quote(node.short_name)
         server.shell(
             name=f"hostname {node.short_name}",
             commands=[
-                f"hostnamectl set-hostname {node.short_name} 2>/dev/null"
-                f" || {{ hostname {node.short_name} && echo {node.short_name} > /etc/hostname; }}"
+                f"hostnamectl set-hostname {short} 2>/dev/null"
+                f" || {{ hostname {short} && echo {short} > /etc/hostname; }}"
             ],
         )
     ip_of = addresses()
@@ -84,11 +87,12 @@ def seed() -> None:
 
     # --- time --------------------------------------------------------------------------------
     if facts["timezone"] != cfg.seed.timezone:
+        zone = cfg.seed.timezone
         server.shell(
-            name=f"time zone {cfg.seed.timezone}",
+            name=f"time zone {zone}",
             commands=[
-                f"ln -sf /usr/share/zoneinfo/{cfg.seed.timezone} /etc/localtime",
-                f"echo {cfg.seed.timezone} > /etc/timezone",
+                f"ln -sf {shlex.quote('/usr/share/zoneinfo/' + zone)} /etc/localtime",
+                f"echo {shlex.quote(zone)} > /etc/timezone",
             ],
         )
     ops.file(
@@ -140,7 +144,7 @@ def seed() -> None:
         if missing:
             server.shell(
                 name=f"load kernel modules {' '.join(missing)}",
-                commands=[f"modprobe -a {' '.join(missing)}"],
+                commands=[f"modprobe -a {' '.join(map(shlex.quote, missing))}"],
             )
         ops.file(
             name="sysctls for Kubernetes",
@@ -150,7 +154,10 @@ def seed() -> None:
         if any(facts["sysctl"].get(key) != value for key, value in KUBERNETES_SYSCTLS.items()):
             # Only our own file: `sysctl --system` would also touch kernel-wide keys that a
             # container may not write.
-            server.shell(name="apply Kubernetes sysctls", commands=[f"sysctl -q -p {SYSCTL_FILE}"])
+            server.shell(
+                name="apply Kubernetes sysctls",
+                commands=[f"sysctl -q -p {shlex.quote(SYSCTL_FILE)}"],
+            )
 
 
 if entry_script(__name__):

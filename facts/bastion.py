@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 from pyinfra.api import FactBase
 
 GROUPS = ("kubi-ops", "kubi-dev")
@@ -44,7 +46,8 @@ class KubiAccounts(FactBase):
     """
 
     def command(self) -> str:
-        return _SCRIPT.format(groups=" ".join(GROUPS), keys_dir=KEYS_DIR)
+        groups = " ".join(shlex.quote(g) for g in GROUPS)
+        return _SCRIPT.format(groups=groups, keys_dir=KEYS_DIR)
 
     def process(self, output: list[str]) -> dict:
         result = KubiAccounts.default()

@@ -97,12 +97,38 @@ def load(inventory_file: str | Path) -> DeclaredPlatform:
     if not path.is_file():
         raise ConfigError([f"inventory file {path} does not exist"], str(path))
     _current = None
-    runpy.run_path(str(path))
+    try:
+        runpy.run_path(str(path))
+    except ConfigError:
+        raise
+    except Exception as exc:  # the inventory's own code: where and what, never its values
+        raise ConfigError([_load_failure(exc, path)], str(path)) from None
     if _current is None:
         raise ConfigError(
             ["the file declares no platform: call kubi.inventory.declare(__file__, ...)"], str(path)
         )
     return _current
+
+
+# Their messages name only identifiers and places, never a value of the description.
+_SAFE_MESSAGES = (SyntaxError, NameError, ImportError, AttributeError)
+
+
+def _load_failure(exc: Exception, path: Path) -> str:
+    """One line for an inventory that failed to run: the error's type and where."""
+    line = None
+    if isinstance(exc, SyntaxError) and exc.filename == str(path):
+        line = exc.lineno
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == str(path):
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    where = f"line {line}" if line else "while loading"
+    what = type(exc).__name__
+    if isinstance(exc, _SAFE_MESSAGES):
+        what += f": {exc.msg if isinstance(exc, SyntaxError) else exc}"
+    return f"the inventory file failed to run ({what}, {where}): fix the file"
 
 
 def _display(path: str) -> str:

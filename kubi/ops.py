@@ -74,7 +74,9 @@ def file(
     if current and current["sha256"] == hashlib.sha256(data).hexdigest():
         if (current["mode"], current["user"], current["group"]) != (mode.lstrip("0"), user, group):
             q = shlex.quote(path)
-            yield _sh(f"{_guard(path)}; chmod {mode} {q} && chown {user}:{group} {q}")
+            yield _sh(
+                f"{_guard(path)}; chmod {shlex.quote(mode)} {q} && chown {_owner(user, group)} {q}"
+            )
         return
 
     n = _names(path)
@@ -84,12 +86,16 @@ def file(
     if int(mode, 8) & 0o004 == 0:
         # Not world-readable (a secret): create the temporary file with its final mode and
         # owner first, as the upload keeps them; it never exists with wider access.
-        prepare.append(f"install -m {mode} -o {user} -g {group} /dev/null {n['new']}")
+        prepare.append(
+            f"install -m {shlex.quote(mode)} -o {shlex.quote(user)} -g {shlex.quote(group)} "
+            f"/dev/null {n['new']}"
+        )
     if prepare:
         yield " && ".join(prepare)
     yield FileUploadCommand(BytesIO(data), f"{path}.kubi-new")
+    owner = _owner(user, group)
     yield _install(
-        path, f"chmod {mode} {n['new']} && chown {user}:{group} {n['new']}", check, reload
+        path, f"chmod {shlex.quote(mode)} {n['new']} && chown {owner} {n['new']}", check, reload
     )
 
 
@@ -127,6 +133,11 @@ def _refuse(path: str, current: dict) -> StringCommand:
     else:
         why = NOT_REGULAR
     return _sh(f"echo {shlex.quote(f'kubi: refusing {path}: {why}')} >&2; exit 1")
+
+
+def _owner(user: str, group: str) -> str:
+    """`user:group` as one shell word."""
+    return shlex.quote(f"{user}:{group}")
 
 
 # Temporary names end in .kubi-new/.kubi-old so no `*.conf` include ever picks them up.
@@ -196,7 +207,8 @@ def packages(names: list[str], update: bool = True):
     installed = host.get_fact(DebPackages)
     missing = [name for name in names if name not in installed]
     if missing:
-        install = f"{APT_ENV} apt-get {APT_OPTS} install {' '.join(missing)}"
+        words = " ".join(shlex.quote(name) for name in missing)
+        install = f"{APT_ENV} apt-get {APT_OPTS} install {words}"
         yield f"{APT_ENV} apt-get -q update && {install}" if update else install
 
 

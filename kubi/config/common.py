@@ -7,7 +7,16 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StrictInt
 
-from kubi.config.types import Address, Cidr, HostName, KeyFile, Port, Section, SshUser
+from kubi.config.types import (
+    Address,
+    Cidr,
+    HostName,
+    KeyFile,
+    LocalFileName,
+    Port,
+    Section,
+    SshUser,
+)
 
 
 class HostData(Section):
@@ -32,7 +41,9 @@ class SshSettings(Section):
     port: Port = 22
     key: KeyFile | None = Field(None, description="private key; default: ssh-agent and ~/.ssh keys")
     strict_host_key_checking: Literal["yes", "accept-new", "no"] = "accept-new"
-    known_hosts_file: str | None = None
+    known_hosts_file: LocalFileName | None = Field(
+        None, description="known_hosts file on the deployer's machine; default: ~/.ssh/known_hosts"
+    )
     connect_timeout: Annotated[StrictInt, Field(ge=1, le=300)] = 10
 
 

@@ -15,7 +15,26 @@ from pydantic import BaseModel
 from kubi.roles import ROLES
 
 # Location parts whose values are never shown back (a pasted private key, a password).
-SECRET_FIELDS = frozenset({"keys", "password", "token", "secret"})
+SECRET_FIELDS = frozenset({"keys", "password", "token", "secret", "tls_key", "key", "ssh_key"})
+# Longest value repeated in a message; a longer one may be pasted key material.
+SHOWN_MAX = 80
+
+
+def showable(value: Any) -> bool:
+    """Whether a value may be repeated in a message: a short, single-line scalar that does
+    not look like key material (a PEM block, a long blob). Shown with repr(), so a control
+    character appears escaped, never raw."""
+    if isinstance(value, (bool, int, float)):
+        return True
+    if not isinstance(value, str) or len(value) > SHOWN_MAX:
+        return False
+    return "-----BEGIN" not in value and "\n" not in value and "\r" not in value
+
+
+def label(value: Any) -> str:
+    """repr() of a name written in the description, or a placeholder when it may not be
+    shown (too long, several lines, key material)."""
+    return repr(value) if showable(value) else "(not shown)"
 
 
 class ConfigError(Exception):
@@ -56,13 +75,15 @@ def describe(
     message = err["msg"].removeprefix("Value error, ")
     value = err.get("input")
     secret = any(str(part) in SECRET_FIELDS for part in loc)
-    plain = isinstance(value, (str, int, float, bool)) and len(str(value)) <= 80
-    shown = f" (got {value!r})" if plain and not secret else ""
+    shown = f" (got {value!r})" if showable(value) and not secret else ""
     return f"{where}: {message}{shown}"
 
 
 def _where(loc: list[Any], raw: dict[str, Any]) -> str:
     """Name the group/host/field of an error location in the user's terms."""
+    # A location holds the description's own keys (a component name, a group): shown only
+    # when short; repr() below escapes any control character.
+    loc = [p if showable(p) else "(not shown)" for p in loc]
     if len(loc) >= 2 and loc[0] == "groups":
         role = loc[1]
         if len(loc) == 2 or loc[2] == "[key]":
@@ -71,9 +92,8 @@ def _where(loc: list[Any], raw: dict[str, Any]) -> str:
         index = loc[2]
         found = isinstance(index, int) and index < len(entries)
         name = host_name(entries[index]) if found else None
-        host = (
-            f"host {name!r}" if name else f"host #{index + 1 if isinstance(index, int) else index}"
-        )
+        number = index + 1 if isinstance(index, int) else index
+        host = f"host {name!r}" if isinstance(name, str) and showable(name) else f"host #{number}"
         # loc tail: (0,) for the name, (1, field...) for the host data
         tail = loc[3:]
         if tail[:1] == [0]:
@@ -84,7 +104,9 @@ def _where(loc: list[Any], raw: dict[str, Any]) -> str:
         users = raw.get("users") or []
         entry = users[loc[1]] if loc[1] < len(users) else None
         name = entry.get("name") if isinstance(entry, dict) else None
-        who = f"user {name!r}" if name else f"user #{loc[1] + 1}"
+        who = (
+            f"user {name!r}" if isinstance(name, str) and showable(name) else f"user #{loc[1] + 1}"
+        )
         field = ".".join(str(p) for p in loc[2:])
         return who + (f", field {field!r}" if field else "")
     if len(loc) >= 2 and loc[0] == "group_data":

@@ -1,30 +1,37 @@
 """Version matrices: data files beside this module, checked when they are loaded.
 
-A matrix is data a maintainer edits (a new Graylog series, next a new Kubernetes minor),
+A matrix is data a maintainer edits (a new Graylog series, a new Kubernetes minor),
 so it lives in a TOML file, not in code. Loading it validates its shape; a malformed file
 stops kubi with the file, the entry and what is wrong, before any platform is read.
 """
 
 from __future__ import annotations
 
+import re
 import tomllib
 from functools import cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import AfterValidator, Field, ValidationError, model_validator
 
-from kubi.config.types import SERIES, Section
+from kubi.config.types import Section, Series
 
 DATA_DIR = Path(__file__).resolve().parent
-
-Series = Annotated[str, Field(pattern=SERIES)]
 
 
 def series_key(series: str) -> tuple[int, int]:
     """'2.15' or '2.15.0' -> (2, 15), for comparing release series."""
     major, minor = series.split(".")[:2]
     return int(major), int(minor)
+
+
+def _channel(value: str) -> str:
+    if not re.fullmatch(r"https://pkgs\.k8s\.io/core:/stable:/v[0-9]+\.[0-9]+/deb/", value):
+        raise ValueError(
+            "must be a pkgs.k8s.io channel, e.g. 'https://pkgs.k8s.io/core:/stable:/v1.31/deb/'"
+        )
+    return value
 
 
 class SeriesRange(Section):
@@ -63,6 +70,23 @@ class LogStackMatrix(Section):
     graylog: dict[Series, LogStackRow] = Field(min_length=1)
 
 
+class KubernetesMinor(Section):
+    """What kubi knows of one Kubernetes minor: where its packages come from."""
+
+    packages: Annotated[str, AfterValidator(_channel)]
+
+
+class KubernetesMatrix(Section):
+    minor: dict[Series, KubernetesMinor] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _channels_match(self) -> KubernetesMatrix:
+        for series, entry in self.minor.items():
+            if f"/v{series}/" not in entry.packages:
+                raise ValueError(f"minor {series}: its packages channel must be for v{series}")
+        return self
+
+
 class MatrixError(Exception):
     """A matrix file that kubi cannot use; the message names the file and the entry."""
 
@@ -82,6 +106,14 @@ def load(name: str, model: type[Section], directory: Path = DATA_DIR) -> Section
             for err in exc.errors()
         ]
         raise MatrixError(f"{path}: " + "; ".join(problems)) from None
+
+
+@cache
+def kubernetes() -> KubernetesMatrix:
+    """The supported Kubernetes minors (kubi/config/kubernetes.toml)."""
+    matrix = load("kubernetes", KubernetesMatrix)
+    assert isinstance(matrix, KubernetesMatrix)
+    return matrix
 
 
 @cache

@@ -15,7 +15,16 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, Field, StrictBool, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    StrictBool,
+    StrictStr,
+    ValidationError,
+    field_validator,
+)
 
 from kubi import components as component_list  # the list, read at call time
 from kubi.components import Component, UiRoute
@@ -30,7 +39,7 @@ from kubi.config.nginx import NginxSettings
 from kubi.config.package_proxy import PackageProxySettings
 from kubi.config.registry import RegistrySettings
 from kubi.config.seed import SeedSettings
-from kubi.config.types import HostName, ProxyUrl, Section
+from kubi.config.types import HostName, LocalPath, ProxyUrl, Section, full
 from kubi.config.versions import Versions
 from kubi.roles import KUBERNETES_ROLES, ROLES, Role
 
@@ -40,6 +49,11 @@ def _host_entry(value: Any) -> Any:
     return (value, {}) if isinstance(value, str) else value
 
 
+# A key of `components`: checked against the component list once its shape is right.
+ComponentName = Annotated[
+    StrictStr,
+    AfterValidator(full(r"[a-z][a-z0-9_]{0,62}", "must be a component name, e.g. 'graylog'")),
+]
 HostEntry = Annotated[tuple[HostName, HostData], BeforeValidator(_host_entry)]
 
 
@@ -49,13 +63,13 @@ class Settings(Section):
     # --- platform-wide
     domain: HostName = "kubi.internal"
     apt_proxy: ProxyUrl | None = None
-    secrets_dir: Path | None = Field(
+    secrets_dir: LocalPath | None = Field(
         None, description="where generated secrets live (0700); default ~/.local/share/kubi/<name>"
     )
     ssh: SshSettings = SshSettings()
     network: NetworkSettings = NetworkSettings()
     versions: Versions = Versions()
-    components: dict[str, StrictBool] = Field(
+    components: dict[ComponentName, StrictBool] = Field(
         default_factory=dict,
         description="turn components on or off by name; default: each component's default",
     )
@@ -69,6 +83,18 @@ class Settings(Section):
     charts: ChartsSettings = ChartsSettings()
     package_proxy: PackageProxySettings = PackageProxySettings()
     graylog: GraylogSettings = GraylogSettings()
+
+    @field_validator("users")
+    @classmethod
+    def _one_account_per_person(cls, users: list[User]) -> list[User]:
+        names = [user.name for user in users]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(
+                f"{', '.join(map(repr, twice))} listed more than once: each person is one "
+                "entry (one account), with all their keys"
+            )
+        return users
 
 
 class Description(Settings):
@@ -169,7 +195,42 @@ SECTION_MODELS: dict[str, type[BaseModel]] = {
 
 
 def validate(raw: dict[str, Any], source: str = "platform") -> Platform:
-    """Validate a platform description; raise ConfigError listing every problem."""
+    """Validate a platform description; raise ConfigError listing every problem.
+
+    Whatever the description holds, the outcome is a `Platform` or a `ConfigError`: an
+    unexpected failure of a check becomes one problem naming where it happened, never a
+    traceback that could print the values of the description.
+    """
+    if not isinstance(raw, dict):
+        raise errors.ConfigError(["the description must be a mapping of fields"], source)
+    try:
+        return _validate(raw, source)
+    except errors.ConfigError:
+        raise
+    except Exception as exc:  # a check that did not expect this input: report, never echo
+        raise errors.ConfigError(
+            [
+                f"the description could not be checked ({type(exc).__name__} in "
+                f"{_failed_at(exc)}); a field probably has an unexpected shape: compare it "
+                "with inventories/prod.py"
+            ],
+            source,
+        ) from None
+
+
+def _failed_at(exc: BaseException) -> str:
+    """Where in kubi a check failed (module:line), without any value."""
+    tb = exc.__traceback__
+    where = "kubi.config"
+    while tb is not None:
+        module = tb.tb_frame.f_globals.get("__name__", "?")
+        if module.startswith("kubi"):
+            where = f"{module}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return where
+
+
+def _validate(raw: dict[str, Any], source: str) -> Platform:
     problems: list[str] = []
     desc: Description | None = None
     try:

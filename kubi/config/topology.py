@@ -10,12 +10,16 @@ from ipaddress import IPv4Network
 from typing import TYPE_CHECKING, Any
 
 from kubi.config.common import NetworkSettings
-from kubi.config.errors import host_name
+from kubi.config.errors import host_name, label, showable
 from kubi.config.types import parse_cidr
 from kubi.roles import ALLOWED_ROLE_SETS, ROLES, SINGLE_HOST_ROLES
 
 if TYPE_CHECKING:
     from kubi.config.platform import Platform
+
+
+def _plain(name: str) -> str:
+    return name if showable(name) else "(not shown)"
 
 
 def check_groups(groups: Any) -> list[str]:
@@ -36,13 +40,13 @@ def check_groups(groups: Any) -> list[str]:
             continue
         names = [n for n in map(host_name, entries) if n]
         for name in sorted({n for n in names if names.count(n) > 1}):
-            problems.append(f"group {role!r}: host {name!r} is listed twice")
+            problems.append(f"group {role!r}: host {label(name)} is listed twice")
         for name in dict.fromkeys(names):
             roles_of.setdefault(name, []).append(role)
         if role in SINGLE_HOST_ROLES and len(names) > 1:
             problems.append(
-                f"group {role!r}: {len(names)} hosts ({', '.join(names)}); this role runs on "
-                "exactly one host"
+                f"group {role!r}: {len(names)} hosts ({', '.join(map(_plain, names))}); "
+                "this role runs on exactly one host"
             )
         if role == "control_plane" and names and len(names) % 2 == 0:
             problems.append(
@@ -52,7 +56,7 @@ def check_groups(groups: Any) -> list[str]:
     for name, roles in roles_of.items():
         if len(roles) > 1 and set(roles) not in ALLOWED_ROLE_SETS:
             problems.append(
-                f"host {name!r}: in groups {', '.join(roles)}; a host may only combine "
+                f"host {label(name)}: in groups {', '.join(roles)}; a host may only combine "
                 "control_plane and workers: give each service role its own host"
             )
     return problems

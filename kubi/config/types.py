@@ -1,16 +1,25 @@
 """Field types shared by every settings section, each matched in full.
 
 A string that reaches a shell or a config file on a host has a precise type here: a host
-name, a CIDR, a port, a Unix account name, a public key line, a URL. Each validator says
-what is wrong and how the value should look.
+name, a CIDR, a port, a Unix account name, a public key line, a URL, a path. Every pattern
+is matched with `re.fullmatch` on ASCII classes (a Python `$` would accept a trailing
+newline), so no control character, quote, space or shell character can ride along. Each
+validator says what is wrong and how the value should look, and never repeats a value that
+may be a secret (see `kubi.config.errors.showable`).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
+import struct
+import tomllib
 import zoneinfo
+from collections.abc import Callable
+from functools import cache
 from ipaddress import IPv4Address, IPv4Network
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Annotated, Any
 
 from pydantic import (
@@ -20,11 +29,15 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictInt,
+    StrictStr,
 )
 
-_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
-VERSION = r"^\d+\.\d+\.\d+$"
-SERIES = r"^\d+\.\d+$"
+DATA_DIR = Path(__file__).resolve().parent
+
+# A DNS label: letters, digits, inner '-', 1 to 63 characters.
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+VERSION = r"[0-9]+\.[0-9]+\.[0-9]+"
+SERIES = r"[0-9]+\.[0-9]+"
 
 
 class Section(BaseModel):
@@ -34,11 +47,55 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _hostname(value: str) -> str:
-    if not _NAME.match(value):
+def full(pattern: str, message: str) -> Callable[[str], str]:
+    """A validator: the whole value matches `pattern` (ASCII classes), else `message`."""
+    compiled = re.compile(pattern, re.ASCII)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise ValueError(message)
+        return value
+
+    return check
+
+
+def has_control(value: str) -> bool:
+    """Whether a string holds a control or invisible character (newline, CR, tab, NUL,
+    DEL, Unicode line separators, zero-width characters)."""
+    return any(not c.isprintable() for c in value)
+
+
+def looks_like_key_material(value: str) -> bool:
+    """A PEM block, several lines or a long blob: what a pasted key or certificate looks
+    like. Never echoed in a message."""
+    return "-----BEGIN" in value or "\n" in value or "\r" in value or len(value) > 200
+
+
+_hostname = full(
+    rf"(?=.{{1,253}}\Z){_LABEL}(?:\.{_LABEL})*",
+    "must be a lower-case DNS name (letters, digits, '-', dots), e.g. 'cp1.example.invalid'",
+)
+
+
+def _address(value: str) -> str:
+    """A host name or an IPv4 address (SSH connects to it, /etc/hosts may hold it)."""
+    if re.fullmatch(r"[0-9.]+", value, re.ASCII):
+        try:
+            return str(IPv4Address(value))
+        except ValueError:
+            raise ValueError("not a valid IPv4 address; write it like 10.10.0.11") from None
+    return _hostname(value)
+
+
+def _local_path(value: str) -> str:
+    """A path on the deployer's machine: one line of printable characters, not a key."""
+    if looks_like_key_material(value):
         raise ValueError(
-            "must be a lower-case DNS name (letters, digits, '-', dots), e.g. 'cp1.example.invalid'"
+            "must be the path of a file, not its content: it looks like a key or a "
+            "certificate (the value is not shown); save it to a file and give that path"
         )
+    if not value or has_control(value):
+        raise ValueError("must be a path without control characters (newline, tab, NUL)")
     return value
 
 
@@ -54,7 +111,11 @@ def _existing_file(value: Path) -> Path:
 
 def parse_cidr(value: Any) -> Any:
     """Parse a CIDR strictly so the message says what is wrong (e.g. host bits set)."""
+    if not isinstance(value, (str, IPv4Network)):
+        raise ValueError("must be an IPv4 CIDR string, e.g. '10.233.64.0/18'")
     if isinstance(value, str):
+        if not re.fullmatch(r"[0-9./]+", value, re.ASCII):
+            raise ValueError("not a valid IPv4 CIDR; write it like 10.233.64.0/18")
         try:
             return IPv4Network(value, strict=True)
         except ValueError as exc:
@@ -64,7 +125,14 @@ def parse_cidr(value: Any) -> Any:
     return value
 
 
+_zone_name = full(
+    r"[A-Za-z0-9_+-]+(?:/[A-Za-z0-9_+-]+)*",
+    "unknown time zone; use an IANA name such as 'Europe/Paris'",
+)
+
+
 def _timezone(value: str) -> str:
+    _zone_name(value)
     try:
         zoneinfo.ZoneInfo(value)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
@@ -72,64 +140,213 @@ def _timezone(value: str) -> str:
     return value
 
 
-def _no_dot_dot(value: str) -> str:
+_absolute_path = full(
+    r"/[A-Za-z0-9._/-]*",
+    "must be an absolute path of letters, digits and . _ - / (no spaces or quotes), "
+    "e.g. '/var/lib/kubi/charts'",
+)
+
+
+def _clean_absolute_path(value: str) -> str:
+    _absolute_path(value)
     if ".." in value.split("/"):
         raise ValueError("must be an absolute path without '..' components")
     return value
 
 
-def _address(value: str) -> str:
-    """A host name or an IPv4 address (SSH connects to it, /etc/hosts may hold it)."""
-    try:
-        return str(IPv4Address(value))
-    except ValueError:
-        return _hostname(value)
+# --- accounts --------------------------------------------------------------------------------
+
+_UNIX_NAME = r"[a-z_][a-z0-9_-]{0,31}"
 
 
-# Accounts a person may never take over (system accounts the platform's hosts rely on).
-RESERVED_USERS = frozenset({"root", "daemon", "bin", "sys", "nobody", "www-data", "sshd", "admin"})
+@cache
+def system_accounts() -> frozenset[str]:
+    """Names a person may never take (kubi/config/system_accounts.toml)."""
+    data = tomllib.loads((DATA_DIR / "system_accounts.toml").read_text())
+    return frozenset(name for names in data.values() for name in names)
+
+
+_unix_name_shape = full(
+    _UNIX_NAME,
+    "must be a Unix account name: lower-case letters, digits, '_' and '-', starting with "
+    "a letter or '_', up to 32 characters",
+)
 
 
 def _unix_name(value: str) -> str:
-    if not re.match(r"^[a-z_][a-z0-9_-]{0,31}$", value) or value in RESERVED_USERS:
+    _unix_name_shape(value)
+    if value in system_accounts() or value.startswith("systemd-"):
         raise ValueError(
-            "must be a Unix account name (lower-case, up to 32 characters) that is not a "
-            "system account"
+            f"{value!r} is a system or service account of the platform hosts "
+            "(kubi/config/system_accounts.toml): give the person another name"
         )
     return value
 
 
-KEY_TYPES = ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
-             "ecdsa-sha2-nistp521", "sk-ssh-ed25519@openssh.com")  # fmt: skip
+# --- SSH public keys -------------------------------------------------------------------------
+
+# Key type -> the fields of its public blob after the type string: "s" a string, "m" an
+# mpint, "32" a string of exactly 32 bytes, "curve" the curve name of the type.
+_KEY_LAYOUTS: dict[str, tuple[str, ...]] = {
+    "ssh-ed25519": ("32",),
+    "ssh-rsa": ("m", "m"),
+    "ecdsa-sha2-nistp256": ("curve", "s"),
+    "ecdsa-sha2-nistp384": ("curve", "s"),
+    "ecdsa-sha2-nistp521": ("curve", "s"),
+    "sk-ssh-ed25519@openssh.com": ("32", "s"),
+    "sk-ecdsa-sha2-nistp256@openssh.com": ("curve", "s", "s"),
+}
+KEY_TYPES = tuple(_KEY_LAYOUTS)
+_KEY_HINT = (
+    "paste the content of the .pub file ('ssh-ed25519 AAAA... comment'), never the private key"
+)
+
+
+def _blob_fields(blob: bytes) -> list[bytes]:
+    """The length-prefixed strings of an SSH wire-format blob; ValueError when truncated."""
+    fields, offset = [], 0
+    while offset < len(blob):
+        if offset + 4 > len(blob):
+            raise ValueError("truncated")
+        (size,) = struct.unpack(">I", blob[offset : offset + 4])
+        offset += 4
+        if offset + size > len(blob):
+            raise ValueError("truncated")
+        fields.append(blob[offset : offset + size])
+        offset += size
+    return fields
+
+
+def _check_blob(key_type: str, blob: bytes) -> str | None:
+    """What is wrong with a decoded key blob of `key_type`, or None."""
+    try:
+        fields = _blob_fields(blob)
+    except ValueError:
+        return "its key data is truncated (copy the whole line)"
+    if not fields or fields[0] != key_type.encode():
+        inside = fields[0].decode("ascii", "replace") if fields else "nothing"
+        if not re.fullmatch(r"[a-z0-9@.-]{1,40}", inside, re.ASCII):
+            inside = "another type"
+        return f"its key data is a {inside} key, not {key_type}"
+    layout = _KEY_LAYOUTS[key_type]
+    if len(fields) - 1 != len(layout):
+        return "its key data is truncated or has extra fields (copy the whole line)"
+    for kind, field in zip(layout, fields[1:], strict=True):
+        if kind == "32" and len(field) != 32:
+            return "its key data is truncated (copy the whole line)"
+        if kind == "curve" and field.decode("ascii", "replace") not in re.split(r"[-@]", key_type):
+            return f"its curve does not match {key_type}"
+        if kind == "m" and not field:
+            return "its key data is truncated (copy the whole line)"
+    return None
 
 
 def _public_key(value: str) -> str:
-    parts = value.split()
-    if len(parts) < 2 or parts[0] not in KEY_TYPES or not re.match(r"^[A-Za-z0-9+/=]+$", parts[1]):
+    # The content of a .pub file ends with a newline: that one is dropped, nothing else.
+    line = value.removesuffix("\n")
+    if "PRIVATE KEY" in line or "-----BEGIN" in line:
+        raise ValueError(f"this is a private key or a certificate, not a public key; {_KEY_HINT}")
+    if has_control(line):
         raise ValueError(
-            "must be an OpenSSH public key line ('ssh-ed25519 AAAA... comment'); "
-            "paste the content of the .pub file, never the private key"
+            f"must be one line without control characters (newline, tab, NUL); {_KEY_HINT}"
         )
-    return " ".join(parts)
+    parts = line.split()
+    if len(parts) < 2 or parts[0] not in KEY_TYPES:
+        raise ValueError(
+            f"must be an OpenSSH public key line of type {', '.join(KEY_TYPES)}; {_KEY_HINT}"
+        )
+    key_type, data, comment = parts[0], parts[1], " ".join(parts[2:])
+    try:
+        blob = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"its key data is not valid base64; {_KEY_HINT}") from None
+    problem = _check_blob(key_type, blob)
+    if problem:
+        raise ValueError(f"{problem}; {_KEY_HINT}")
+    if not re.fullmatch(r"[A-Za-z0-9._@+=:,/ -]*", comment, re.ASCII):
+        raise ValueError(
+            "its comment may hold letters, digits, spaces and . _ @ + = : , / - only "
+            "(no quotes or shell characters)"
+        )
+    return f"{key_type} {data} {comment}".rstrip()
 
 
-HostName = Annotated[str, AfterValidator(_hostname)]
+# --- URLs ------------------------------------------------------------------------------------
+
+_URL_HOST = r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]{1,5})?"
+
+
+def _check_port(value: str) -> str:
+    match = re.fullmatch(r"https?://[^/:]+:([0-9]+)(?:/.*)?", value, re.ASCII | re.DOTALL)
+    if match and not 1 <= int(match[1]) <= 65535:
+        raise ValueError("its port must lie between 1 and 65535")
+    return value
+
+
+_http_url = full(
+    rf"https?://{_URL_HOST}(?:/[A-Za-z0-9._~%+/-]*)?",
+    "must be an http(s) URL of a host, an optional port and a path of letters, digits and "
+    ". _ ~ % + - / (no credentials, query, spaces or quotes), e.g. "
+    "'http://deb.debian.org/debian/'",
+)
+_proxy_url = full(
+    rf"https?://{_URL_HOST}/?",
+    "must be a proxy URL: scheme, host and port only, e.g. 'http://proxy.example.invalid:3142'",
+)
+
+
+def _local_path_of(value: Any) -> Any:
+    """`_local_path` for a str or Path given where a Path is expected."""
+    if isinstance(value, (str, PurePath)):
+        _local_path(str(value))
+    return value
+
+
+def _line(validator: Callable[[str], str]) -> AfterValidator:
+    return AfterValidator(validator)
+
+
+HostName = Annotated[StrictStr, _line(_hostname)]
 Cidr = Annotated[IPv4Network, BeforeValidator(parse_cidr)]
-KeyFile = Annotated[Path, AfterValidator(_existing_file)]
+# A file on the deployer's machine that must exist (an SSH key, a certificate).
+KeyFile = Annotated[Path, BeforeValidator(_local_path_of), AfterValidator(_existing_file)]
+# A path on the deployer's machine (it may not exist yet).
+LocalPath = Annotated[Path, BeforeValidator(_local_path_of)]
+LocalFileName = Annotated[StrictStr, _line(_local_path)]
 Port = Annotated[StrictInt, Field(ge=1, le=65535)]
 NodePort = Annotated[StrictInt, Field(ge=30000, le=32767)]
-Address = Annotated[str, AfterValidator(_address)]
+Address = Annotated[StrictStr, _line(_address)]
 # Debian package names (policy 5.6.1): they reach `apt-get install` on every host.
-PackageName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9+.-]+$")]
+PackageName = Annotated[
+    StrictStr,
+    _line(
+        full(
+            r"[a-z0-9][a-z0-9+.-]+",
+            "must be a Debian package name (lower-case letters, digits, + . -), e.g. 'htop'",
+        )
+    ),
+]
 # The account the deployer connects as: root or an admin account (not a person's).
-SshUser = Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_-]{0,31}$")]
-TimeZone = Annotated[str, AfterValidator(_timezone)]
-UnixName = Annotated[str, AfterValidator(_unix_name)]
-PublicKey = Annotated[str, AfterValidator(_public_key)]
-AbsolutePath = Annotated[str, Field(pattern=r"^/[A-Za-z0-9._/-]*$"), AfterValidator(_no_dot_dot)]
-HttpUrl = Annotated[str, Field(pattern=r"^https?://[A-Za-z0-9._~:/?#@!$&'()*+,;=%-]+$")]
+SshUser = Annotated[
+    StrictStr,
+    _line(
+        full(
+            _UNIX_NAME,
+            "must be a Unix account name (lower-case letters, digits, '_', '-'), "
+            "e.g. 'root' or 'admin'",
+        )
+    ),
+]
+TimeZone = Annotated[StrictStr, _line(_timezone)]
+UnixName = Annotated[StrictStr, _line(_unix_name)]
+PublicKey = Annotated[StrictStr, _line(_public_key)]
+AbsolutePath = Annotated[StrictStr, _line(_clean_absolute_path)]
+HttpUrl = Annotated[StrictStr, _line(_http_url), _line(_check_port)]
 # An apt proxy: scheme, host and port only (apt and the lab append their own paths).
-ProxyUrl = Annotated[str, Field(pattern=r"^https?://[A-Za-z0-9.-]+(:\d+)?/?$")]
-JvmHeap = Annotated[str, Field(pattern=r"^\d+[mg]$")]
-Version = Annotated[str, Field(pattern=VERSION)]
-Series = Annotated[str, Field(pattern=SERIES)]
+ProxyUrl = Annotated[StrictStr, _line(_proxy_url), _line(_check_port)]
+JvmHeap = Annotated[
+    StrictStr,
+    _line(full(r"[0-9]{1,6}[mg]", "must be a JVM heap size: a number and m or g, e.g. '1g'")),
+]
+Version = Annotated[StrictStr, _line(full(VERSION, "must be a version like '1.31.4'"))]
+Series = Annotated[StrictStr, _line(full(SERIES, "must be a release series like '6.1'"))]

@@ -1,10 +1,11 @@
-"""Pinned versions, in one place; the log stack's are checked against its matrix."""
+"""Pinned versions, in one place; Kubernetes and the log stack are checked against their
+matrices."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import model_validator
+from pydantic import field_validator, model_validator
 
 from kubi.config import matrices
 from kubi.config.types import Section, Series, Version
@@ -14,13 +15,27 @@ MONGODB_BOOKWORM = "7.0"
 
 
 class Versions(Section):
-    """Pinned versions (the log stack is checked against kubi/config/log_stack.toml)."""
+    """Pinned versions: Kubernetes checked against kubi/config/kubernetes.toml, the log stack
+    against kubi/config/log_stack.toml."""
 
     debian: Literal["bookworm"] = "bookworm"
     kubernetes: Version = "1.31.4"
     graylog: Series = "6.1"
     opensearch: Version = "2.15.0"
     mongodb: Series = "7.0"
+
+    @field_validator("kubernetes")
+    @classmethod
+    def _kubernetes_supported(cls, version: str) -> str:
+        minors = matrices.kubernetes().minor
+        minor = ".".join(version.split(".")[:2])
+        if minor not in minors:
+            supported = ", ".join(sorted(minors, key=matrices.series_key))
+            raise ValueError(
+                f"minor {minor} is not supported by kubi (kubi/config/kubernetes.toml); "
+                f"supported: {supported}"
+            )
+        return version
 
     @model_validator(mode="after")
     def _log_stack_compatible(self) -> Versions:

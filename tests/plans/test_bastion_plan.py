@@ -7,8 +7,10 @@ import pytest
 from .conftest import managed
 from .harness import plan, uploads
 
-ALICE = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA alice@laptop"
-DAVE = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5BBBB dave@laptop"
+# Real public keys (the config decodes them): derived from fixed test seeds.
+ALICE = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIqI4910CfGV/VLbLTy6XXLKZwm/HZQSG/N0iAG0D29c a@laptop"
+DAVE = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIE5dw6ofRdfVqNUZsNMfszLjYqRtO43ol32D1uPybOU d@laptop"
+ALICE_NEW = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIO1JKMYo0cLG6ukDOJBZlWEpWSc6XGP5NjbBRhSshzfR a@new"
 KEYS_DIR = "/etc/ssh/authorized_keys"
 PATHS = {
     "sudoers": "/etc/sudoers.d/kubi-ops",
@@ -111,7 +113,7 @@ def test_role_change_moves_the_account_between_groups(people):
 
 def test_key_rotation_rewrites_authorized_keys_only(people):
     current = converged(people, "in1")
-    people["users"][0]["keys"] = [ALICE.replace("AAAA alice", "CCCC alice")]
+    people["users"][0]["keys"] = [ALICE_NEW]
     lines = plan("deploys/bastion.py", "in1", people, current)
     assert {line.partition(":")[0] for line in lines} == {"ssh keys of alice"}
 
