@@ -61,7 +61,10 @@ def file(
                  check="nginx -t", reload="systemctl reload nginx")
     """
     current = host.get_fact(ManagedFile, path=path)
-    if current is not None and current.get("type", "file") != "file":
+    kind = None if current is None else current.get("type", "file")
+    # A link in the file's place may be removed (rm and mv act on the link itself, never on
+    # what it points to); anything else but a regular file, or an unsafe folder, is refused.
+    if kind not in (None, "file") and not (content is None and kind == "symlink"):
         yield _refuse(path, current)
         return
 
@@ -163,13 +166,14 @@ def _install(path: str, prepare: str, check: str | None, reload: str | None) -> 
 
 
 def _remove(path: str, check: str | None, reload: str | None) -> StringCommand:
-    # rm and mv never follow the name they remove or rename, and the fact, read right
-    # before, refused a link in its place and a folder another user controls.
+    # rm and mv never follow the name they remove or rename (a link goes, its target stays),
+    # and the fact, read right before, refused a folder another user controls.
     n = _names(path)
     if check is None:
         return _sh(f"rm -f {n['dst']}" + (f" && {reload}" if reload else ""))
     return _sh(
-        f"[ -e {n['dst']} ] || exit 0; mv -f {n['dst']} {n['old']} || exit 1; "
+        f"{{ [ -e {n['dst']} ] || [ -L {n['dst']} ]; }} || exit 0; "
+        f"mv -f {n['dst']} {n['old']} || exit 1; "
         + _verify(check, reload, n)
     )
 

@@ -118,6 +118,20 @@ def test_a_link_in_place_of_the_file_is_refused(tmp_path, content):
     assert path.is_symlink()
 
 
+@pytest.mark.parametrize("check", [None, "true"])
+def test_a_link_in_place_of_a_file_to_remove_goes_and_its_target_stays(tmp_path, check):
+    """A package's default site is a link: removing it removes the link, never its target."""
+    target, path = planted(tmp_path)
+    path.symlink_to(target)
+    run_op(ops.file, path=str(path), content=None, check=check)
+    assert not path.is_symlink() and not path.exists()
+    untouched(target)
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to(tmp_path / "nowhere")
+    run_op(ops.file, path=str(dangling), content=None, check=check)
+    assert not dangling.is_symlink()
+
+
 @pytest.mark.parametrize("content", ["ssh-ed25519 AAAA dave\n", "ssh-ed25519 BBBB other\n"])
 def test_a_link_swapped_in_between_plan_and_execute_is_refused(tmp_path, content):
     target, path = planted(tmp_path)
