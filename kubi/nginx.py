@@ -18,11 +18,11 @@ STREAMS_DIR = f"{NGINX_DIR}/streams.conf.d"  # TCP/UDP servers, included inside 
 CHECK = "nginx -t"
 RELOAD = "systemctl reload-or-restart nginx"
 
-_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+_NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
 
 
 def _path(folder: str, name: str) -> str:
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise ValueError(f"nginx config name {name!r}: use lower-case letters, digits and '-'")
     return f"{folder}/{name}.conf"
 

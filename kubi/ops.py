@@ -173,8 +173,7 @@ def _remove(path: str, check: str | None, reload: str | None) -> StringCommand:
         return _sh(f"rm -f {n['dst']}" + (f" && {reload}" if reload else ""))
     return _sh(
         f"{{ [ -e {n['dst']} ] || [ -L {n['dst']} ]; }} || exit 0; "
-        f"mv -f {n['dst']} {n['old']} || exit 1; "
-        + _verify(check, reload, n)
+        f"mv -f {n['dst']} {n['old']} || exit 1; " + _verify(check, reload, n)
     )
 
 

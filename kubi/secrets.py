@@ -16,7 +16,7 @@ from pathlib import Path
 
 from kubi.config import Platform
 
-_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+_NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
 
 
 def new_password() -> str:
@@ -31,7 +31,7 @@ class Secrets:
         self.directory = directory
 
     def path(self, name: str) -> Path:
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             raise ValueError(f"secret name {name!r}: use lower-case letters, digits, '.', '-', '_'")
         return self.directory / name
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import stat
 import subprocess
 
+import pytest
+
 from kubi.pki import platform_ca, server_certificate
 from kubi.secrets import Secrets
 
@@ -59,3 +61,17 @@ def test_server_certificate_verifies_against_the_ca_and_is_stable(tmp_path):
     # New names: a new certificate from the same CA.
     again, _ = issue(store, "10.0.0.6")
     assert again != cert and platform_ca(store, "lab")[0] == ca
+
+
+@pytest.mark.parametrize("name", ["ca.key\n", "a/b", "../ca.key", "", "-x"])
+def test_secret_names_are_matched_in_full(tmp_path, name):
+    with pytest.raises(ValueError, match="secret name"):
+        Secrets(tmp_path).path(name)
+
+
+@pytest.mark.parametrize("name", ["site\n", "a b", "../x", "-x"])
+def test_nginx_config_names_are_matched_in_full(name):
+    from kubi import nginx
+
+    with pytest.raises(ValueError, match="nginx config name"):
+        nginx.site(name, None)
