@@ -87,7 +87,7 @@ class SshHost:
         self.known_hosts = Path(
             host_data.get("ssh_known_hosts_file") or DEFAULT_KNOWN_HOSTS
         ).expanduser()
-        self.strict = host_data.get("ssh_strict_host_key_checking") or "accept-new"
+        self.strict = host_data.get("ssh_strict_host_key_checking") or "yes"
         if self.strict not in POLICIES:
             raise SshError(
                 f"{name}: ssh_strict_host_key_checking is {self.strict!r}; use one of "

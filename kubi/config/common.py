@@ -40,7 +40,9 @@ class SshSettings(Section):
     user: SshUser = "root"
     port: Port = 22
     key: KeyFile | None = Field(None, description="private key; default: ssh-agent and ~/.ssh keys")
-    strict_host_key_checking: Literal["yes", "accept-new", "no"] = "accept-new"
+    # Strict by default: an unknown host key is refused. `accept-new` records the keys of
+    # hosts met for the first time (ask for it once, for a first contact you trust).
+    strict_host_key_checking: Literal["yes", "accept-new", "no"] = "yes"
     known_hosts_file: LocalFileName | None = Field(
         None, description="known_hosts file on the deployer's machine; default: ~/.ssh/known_hosts"
     )

@@ -137,6 +137,9 @@ def test_fresh_control_plane_node(description):
     assert 'Acquire::http::Proxy "http://10.20.0.1:3142";' in written[PATHS["proxy"]]
     assert "PasswordAuthentication no" in written[PATHS["sshd"]]
     assert "PermitRootLogin prohibit-password" in written[PATHS["sshd"]]
+    # Never below OpenSSH's own default (6): an agent that offers a few other keys first
+    # would lock an operator out.
+    assert "\nMaxAuthTries 6\n" in written[PATHS["sshd"]]
     sshd = [line for line in lines if line.startswith("ssh hardening") and "sshd -t" in line]
     assert len(sshd) == 1 and "systemctl reload ssh" in sshd[0]
 

@@ -47,6 +47,8 @@ def test_valid_description_gets_documented_defaults():
     assert platform.ssh.user == "root"
     assert platform.host("w1.example.invalid").ip == IPv4Address("10.10.0.31")
     assert platform.repository_alias == "repository.kubi.internal"
+    # Host keys are checked strictly unless the inventory asks for accept-new.
+    assert platform.ssh.strict_host_key_checking == "yes"
 
 
 def test_group_data_then_host_data_override_platform_ssh():

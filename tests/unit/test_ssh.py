@@ -314,3 +314,13 @@ def test_charts_publish_through_ssh(sshd, home, tmp_path):
     published = (folder / "demo-0.1.0.tgz").read_bytes()
     assert published[:2] == b"\x1f\x8b"  # the gzip archive arrived intact
     assert "demo-0.1.0.tgz" in (folder / "index.yaml").read_text()
+
+
+def test_without_a_policy_an_unknown_host_key_is_refused(sshd, tmp_path):
+    """The same default as the config's: strict. Nothing is recorded on the way."""
+    known = tmp_path / "known_hosts"
+    data = sshd.host_data("yes", known)
+    del data["ssh_strict_host_key_checking"]
+    with pytest.raises(SshError, match="strict_host_key_checking is yes"):
+        SshHost("h", data).run("true")
+    assert not known.exists()

@@ -61,6 +61,8 @@ def test_ssh_keys_only(node, spec):
     assert effective["permitemptypasswords"] == "no"
     wanted = "without-password" if spec.ssh_user == "root" else "no"  # sshd -T's spelling
     assert effective["permitrootlogin"] == wanted
+    # Not fewer than OpenSSH's default: an agent offering several keys still gets in.
+    assert effective["maxauthtries"] == "6"
     assert node.service("ssh").is_running
 
 
