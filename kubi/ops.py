@@ -316,9 +316,9 @@ def file_once(path: str, content: str):
         ops.file_once(path="/var/lib/kubi/charts/index.yaml", content="apiVersion: v1\n")
     """
     current = host.get_fact(ManagedFile, path=path)
-    if current is not None and current.get("type") == "unsafe":
-        yield _refuse(path, current)
     if current is not None:
+        if current.get("type") == "unsafe":
+            yield _refuse(path, current)
         return
     n = _names(path)
     yield FileUploadCommand(BytesIO(content.encode()), f"{path}.kubi-new")

@@ -24,6 +24,8 @@ from typing import Any
 import jinja2
 import yaml
 
+from kubi.config.errors import label
+
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 
 _WORD = re.compile(r"[A-Za-z0-9._:/@+=*,-]+", re.ASCII)
@@ -37,9 +39,8 @@ class TemplateValueError(ValueError):
 def conf_word(value: Any) -> str:
     text = str(value)
     if not _WORD.fullmatch(text):
-        shown = repr(text) if len(text) <= 80 and "-----BEGIN" not in text else "(not shown)"
         raise TemplateValueError(
-            f"{shown} cannot be written into a configuration file: one word of letters, "
+            f"{label(text)} cannot be written into a configuration file: one word of letters, "
             "digits and . _ : / @ + = * , - is expected"
         )
     return text

@@ -20,15 +20,19 @@ SECRET_FIELDS = frozenset({"keys", "password", "token", "secret", "tls_key", "ke
 SHOWN_MAX = 80
 
 
+def looks_like_key_material(value: str) -> bool:
+    """A PEM block, several lines or a long blob: what a pasted key or certificate looks
+    like. Never echoed in a message."""
+    return "-----BEGIN" in value or "\n" in value or "\r" in value or len(value) > 200
+
+
 def showable(value: Any) -> bool:
     """Whether a value may be repeated in a message: a short, single-line scalar that does
     not look like key material (a PEM block, a long blob). Shown with repr(), so a control
     character appears escaped, never raw."""
     if isinstance(value, (bool, int, float)):
         return True
-    if not isinstance(value, str) or len(value) > SHOWN_MAX:
-        return False
-    return "-----BEGIN" not in value and "\n" not in value and "\r" not in value
+    return isinstance(value, str) and len(value) <= SHOWN_MAX and not looks_like_key_material(value)
 
 
 def label(value: Any) -> str:

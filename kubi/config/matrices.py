@@ -1,4 +1,4 @@
-"""Version matrices: data files beside this module, checked when they are loaded.
+"""Data files beside this module (version matrices, reserved names), checked when loaded.
 
 A matrix is data a maintainer edits (a new Graylog series, a new Kubernetes minor),
 so it lives in a TOML file, not in code. Loading it validates its shape; a malformed file
@@ -11,7 +11,7 @@ import re
 import tomllib
 from functools import cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from pydantic import AfterValidator, Field, ValidationError, model_validator
 
@@ -87,11 +87,14 @@ class KubernetesMatrix(Section):
         return self
 
 
+M = TypeVar("M", bound=Section)
+
+
 class MatrixError(Exception):
     """A matrix file that kubi cannot use; the message names the file and the entry."""
 
 
-def load(name: str, model: type[Section], directory: Path = DATA_DIR) -> Section:
+def load(name: str, model: type[M], directory: Path = DATA_DIR) -> M:
     """Read and check `<directory>/<name>.toml` against `model`."""
     path = directory / f"{name}.toml"
     try:
@@ -111,14 +114,25 @@ def load(name: str, model: type[Section], directory: Path = DATA_DIR) -> Section
 @cache
 def kubernetes() -> KubernetesMatrix:
     """The supported Kubernetes minors (kubi/config/kubernetes.toml)."""
-    matrix = load("kubernetes", KubernetesMatrix)
-    assert isinstance(matrix, KubernetesMatrix)
-    return matrix
+    return load("kubernetes", KubernetesMatrix)
 
 
 @cache
 def log_stack() -> LogStackMatrix:
     """The log stack's matrix (kubi/config/log_stack.toml)."""
-    matrix = load("log_stack", LogStackMatrix)
-    assert isinstance(matrix, LogStackMatrix)
-    return matrix
+    return load("log_stack", LogStackMatrix)
+
+
+class SystemAccounts(Section):
+    """Names a person may never take, by where they come from."""
+
+    debian_base: list[str]
+    debian_services: list[str]
+    platform_services: list[str]
+
+
+@cache
+def system_accounts() -> frozenset[str]:
+    """Names a person may never take (kubi/config/system_accounts.toml)."""
+    data = load("system_accounts", SystemAccounts)
+    return frozenset(data.debian_base + data.debian_services + data.platform_services)

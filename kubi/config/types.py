@@ -14,10 +14,8 @@ import base64
 import binascii
 import re
 import struct
-import tomllib
 import zoneinfo
 from collections.abc import Callable
-from functools import cache
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path, PurePath
 from typing import Annotated, Any
@@ -32,7 +30,7 @@ from pydantic import (
     StrictStr,
 )
 
-DATA_DIR = Path(__file__).resolve().parent
+from kubi.config.errors import looks_like_key_material
 
 # A DNS label: letters, digits, inner '-', 1 to 63 characters.
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
@@ -63,12 +61,6 @@ def has_control(value: str) -> bool:
     """Whether a string holds a control or invisible character (newline, CR, tab, NUL,
     DEL, Unicode line separators, zero-width characters)."""
     return any(not c.isprintable() for c in value)
-
-
-def looks_like_key_material(value: str) -> bool:
-    """A PEM block, several lines or a long blob: what a pasted key or certificate looks
-    like. Never echoed in a message."""
-    return "-----BEGIN" in value or "\n" in value or "\r" in value or len(value) > 200
 
 
 _hostname = full(
@@ -159,13 +151,6 @@ def _clean_absolute_path(value: str) -> str:
 _UNIX_NAME = r"[a-z_][a-z0-9_-]{0,31}"
 
 
-@cache
-def system_accounts() -> frozenset[str]:
-    """Names a person may never take (kubi/config/system_accounts.toml)."""
-    data = tomllib.loads((DATA_DIR / "system_accounts.toml").read_text())
-    return frozenset(name for names in data.values() for name in names)
-
-
 _unix_name_shape = full(
     _UNIX_NAME,
     "must be a Unix account name: lower-case letters, digits, '_' and '-', starting with "
@@ -174,6 +159,8 @@ _unix_name_shape = full(
 
 
 def _unix_name(value: str) -> str:
+    from kubi.config.matrices import system_accounts  # matrices builds on these types
+
     _unix_name_shape(value)
     if value in system_accounts() or value.startswith("systemd-"):
         raise ValueError(
@@ -302,24 +289,20 @@ def _local_path_of(value: Any) -> Any:
     return value
 
 
-def _line(validator: Callable[[str], str]) -> AfterValidator:
-    return AfterValidator(validator)
-
-
-HostName = Annotated[StrictStr, _line(_hostname)]
+HostName = Annotated[StrictStr, AfterValidator(_hostname)]
 Cidr = Annotated[IPv4Network, BeforeValidator(parse_cidr)]
 # A file on the deployer's machine that must exist (an SSH key, a certificate).
 KeyFile = Annotated[Path, BeforeValidator(_local_path_of), AfterValidator(_existing_file)]
 # A path on the deployer's machine (it may not exist yet).
 LocalPath = Annotated[Path, BeforeValidator(_local_path_of)]
-LocalFileName = Annotated[StrictStr, _line(_local_path)]
+LocalFileName = Annotated[StrictStr, AfterValidator(_local_path)]
 Port = Annotated[StrictInt, Field(ge=1, le=65535)]
 NodePort = Annotated[StrictInt, Field(ge=30000, le=32767)]
-Address = Annotated[StrictStr, _line(_address)]
+Address = Annotated[StrictStr, AfterValidator(_address)]
 # Debian package names (policy 5.6.1): they reach `apt-get install` on every host.
 PackageName = Annotated[
     StrictStr,
-    _line(
+    AfterValidator(
         full(
             r"[a-z0-9][a-z0-9+.-]+",
             "must be a Debian package name (lower-case letters, digits, + . -), e.g. 'htop'",
@@ -329,7 +312,7 @@ PackageName = Annotated[
 # The account the deployer connects as: root or an admin account (not a person's).
 SshUser = Annotated[
     StrictStr,
-    _line(
+    AfterValidator(
         full(
             _UNIX_NAME,
             "must be a Unix account name (lower-case letters, digits, '_', '-'), "
@@ -337,16 +320,18 @@ SshUser = Annotated[
         )
     ),
 ]
-TimeZone = Annotated[StrictStr, _line(_timezone)]
-UnixName = Annotated[StrictStr, _line(_unix_name)]
-PublicKey = Annotated[StrictStr, _line(_public_key)]
-AbsolutePath = Annotated[StrictStr, _line(_clean_absolute_path)]
-HttpUrl = Annotated[StrictStr, _line(_http_url), _line(_check_port)]
+TimeZone = Annotated[StrictStr, AfterValidator(_timezone)]
+UnixName = Annotated[StrictStr, AfterValidator(_unix_name)]
+PublicKey = Annotated[StrictStr, AfterValidator(_public_key)]
+AbsolutePath = Annotated[StrictStr, AfterValidator(_clean_absolute_path)]
+HttpUrl = Annotated[StrictStr, AfterValidator(_http_url), AfterValidator(_check_port)]
 # An apt proxy: scheme, host and port only (apt and the lab append their own paths).
-ProxyUrl = Annotated[StrictStr, _line(_proxy_url), _line(_check_port)]
+ProxyUrl = Annotated[StrictStr, AfterValidator(_proxy_url), AfterValidator(_check_port)]
 JvmHeap = Annotated[
     StrictStr,
-    _line(full(r"[0-9]{1,6}[mg]", "must be a JVM heap size: a number and m or g, e.g. '1g'")),
+    AfterValidator(
+        full(r"[0-9]{1,6}[mg]", "must be a JVM heap size: a number and m or g, e.g. '1g'")
+    ),
 ]
-Version = Annotated[StrictStr, _line(full(VERSION, "must be a version like '1.31.4'"))]
-Series = Annotated[StrictStr, _line(full(SERIES, "must be a release series like '6.1'"))]
+Version = Annotated[StrictStr, AfterValidator(full(VERSION, "must be a version like '1.31.4'"))]
+Series = Annotated[StrictStr, AfterValidator(full(SERIES, "must be a release series like '6.1'"))]

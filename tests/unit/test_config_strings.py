@@ -440,7 +440,7 @@ def key_problem_for_name(name: str) -> str:
 
 
 def test_the_system_account_list_holds_debians_base_accounts():
-    from kubi.config.types import system_accounts
+    from kubi.config.matrices import system_accounts
 
     base = Path("/usr/share/base-passwd/passwd.master")
     if not base.exists():
