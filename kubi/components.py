@@ -111,6 +111,14 @@ COMPONENTS: tuple[Component, ...] = (
         needs=("seed",),
     ),
     Component(
+        "firewall",
+        "nftables on every host: each port open only to the hosts that need it; "
+        "developers reach only the cockpit",
+        roles=ALL_ROLES,
+        settings="firewall",
+        needs=("seed",),
+    ),
+    Component(
         "cockpit",
         "every UI and the Kubernetes API behind the input host's 127.0.0.1",
         roles=("input",),

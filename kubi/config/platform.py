@@ -33,6 +33,7 @@ from kubi.config.bastion import User
 from kubi.config.charts import ChartsSettings
 from kubi.config.cockpit import CockpitSettings
 from kubi.config.common import HostData, NetworkSettings, SshSettings
+from kubi.config.firewall import FirewallSettings
 from kubi.config.graylog import GraylogSettings
 from kubi.config.ingress import IngressSettings
 from kubi.config.nginx import NginxSettings
@@ -77,6 +78,7 @@ class Settings(Section):
     seed: SeedSettings = SeedSettings()
     nginx: NginxSettings = NginxSettings()
     users: list[User] = Field(default_factory=list)
+    firewall: FirewallSettings = FirewallSettings()
     cockpit: CockpitSettings = CockpitSettings()
     ingress: IngressSettings = IngressSettings()
     registry: RegistrySettings = RegistrySettings()

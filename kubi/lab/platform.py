@@ -17,7 +17,7 @@ from kubi.aptsource import through_proxy
 from kubi.config import validate
 from kubi.graylog import upstream_repositories
 from kubi.lab import machine, plan
-from kubi.lab.plan import SUBNET, LabState, Log
+from kubi.lab.plan import GATEWAY, SUBNET, LabState, Log
 
 # People of the lab platform, one per role, so the bastion can be tested for real.
 LAB_PEOPLE = (("lab-ops", "ops"), ("lab-dev", "dev"))
@@ -119,6 +119,8 @@ def platform_description(state: LabState, log: Log = _to_stderr) -> dict:
             "known_hosts_file": str(plan.known_hosts_file()),
         },
         "network": {"host_cidrs": [str(SUBNET)]},
+        # The machine (the bridge's address) deploys, verifies and tests every host directly.
+        "firewall": {"admin_networks": [f"{GATEWAY}/32"]},
         "users": people,
         # Prove the offline-install path: hosts install through the repository host, whose
         # cache goes through the machine's proxy (apt_proxy).

@@ -219,3 +219,142 @@ def test_a_link_in_a_developer_s_home_never_reaches_root_s_files(converged, ssh_
         assert _as_developer(ssh_config, "id -un").stdout.strip() == "lab-dev"
     finally:
         _as_developer(ssh_config, "rm -f ~/.ssh/authorized_keys")
+
+
+# --- the firewall: what people and hosts may reach --------------------------------------------
+
+# curl's exit codes: 7 the connection was refused (the firewall's TCP reset).
+REFUSED = 7
+# An SSH server keeps a raw connection open, waiting for the client: 28, out of time.
+PROBE = "curl -s -o /dev/null --max-time 3 {url} </dev/null; echo $?"
+
+
+def _address(converged, role: str) -> str:
+    return next(h for h in converged.hosts if h.role == role).address
+
+
+def _probe(run, urls: dict[str, str]) -> dict[str, int]:
+    """Each URL's curl exit code, tried in one SSH session through `run`."""
+    script = "; ".join(PROBE.format(url=shlex.quote(url)) for url in urls.values())
+    result = run(script)
+    assert result.returncode == 0, result.stderr
+    return dict(zip(urls, map(int, result.stdout.split()), strict=True))
+
+
+def _other_hosts(converged) -> dict[str, str]:
+    """A listening service of each other host, as a URL (curl speaks raw TCP as telnet://)."""
+    return {
+        "output nginx": f"http://{_address(converged, 'output')}/",
+        "package proxy": f"http://{_address(converged, 'repository')}:3142/",
+        "registry": f"https://{_address(converged, 'repository')}/",
+        "control plane ssh": f"telnet://{_address(converged, 'control_plane')}:22",
+        "worker ssh": f"telnet://{_address(converged, 'workers')}:22",
+    }
+
+
+def test_a_developer_reaches_the_cockpit_and_nothing_else(converged, ssh_config):
+    codes = _probe(
+        lambda script: _as_developer(ssh_config, script),
+        {
+            "cockpit": "http://127.0.0.1:8080/",
+            "input ssh on loopback": "telnet://127.0.0.1:22",
+            **_other_hosts(converged),
+        },
+    )
+    assert codes.pop("cockpit") == 0
+    assert codes == dict.fromkeys(codes, REFUSED)
+    # The API stream is open to them: nginx takes the connection (no API server yet, so
+    # it ends there), which the firewall would have refused.
+    stream = _as_developer(ssh_config, "curl -sk --max-time 5 https://127.0.0.1:6443/; echo $?")
+    assert int(stream.stdout.split()[-1]) != REFUSED
+
+
+def test_an_operator_still_reaches_the_other_hosts(converged, ssh_config):
+    codes = _probe(lambda script: ssh(ssh_config, "lab-ops@lab-input", script),
+                   _other_hosts(converged))  # fmt: skip
+    assert REFUSED not in codes.values(), codes
+
+
+def test_a_developer_cannot_tunnel_out_of_the_input_host(converged, ssh_config, tmp_path):
+    cp1 = _address(converged, "control_plane")
+    # ProxyCommand through the developer's shell (bash's /dev/tcp, both directions): the
+    # firewall refuses the connection.
+    relay = "'exec 3<>/dev/tcp/%h/%p; cat <&3 & exec cat >&3'"
+    proxy = f'ssh -F {ssh_config} lab-dev@lab-input exec bash -c "{relay}"'
+    refused = ssh(ssh_config, "-o", f"ProxyCommand={proxy}", "lab-ops@lab-cp1", "true")
+    assert refused.returncode == 255, refused.stderr
+    # The same through the operator's shell reaches the host: the path itself works.
+    allowed = ssh(ssh_config, "-o", f"ProxyCommand={proxy.replace('lab-dev', 'lab-ops')}",
+                  "lab-ops@lab-cp1", "hostname")  # fmt: skip
+    assert allowed.stdout.strip() == "lab-cp1", allowed.stderr
+    # -W and -L to another host: sshd refuses to open the channel.
+    for target in (f"{cp1}:22", f"{_address(converged, 'output')}:80"):
+        channel = ssh(ssh_config, "-W", target, "lab-dev@lab-input")
+        assert channel.returncode == 255 and "stdio forwarding failed" in channel.stderr
+    forward = subprocess.Popen(
+        ["ssh", "-F", str(ssh_config), "-N", "-o", "ExitOnForwardFailure=yes",
+         "-L", f"127.0.0.1:18422:{cp1}:22", "lab-dev@lab-input"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        subprocess.run(["sleep", "2"], check=True)
+        banner = subprocess.run(
+            ["curl", "-s", "--max-time", "5", "telnet://127.0.0.1:18422"],
+            capture_output=True, text=True, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        assert "SSH-2.0" not in banner.stdout
+    finally:
+        forward.terminate()
+        forward.wait(timeout=10)
+
+
+def test_hosts_take_each_port_only_from_the_hosts_that_need_it(converged):
+    # A root shell of the repository host is not the input host: no SSH to the nodes.
+    from_repository = _probe(
+        lambda script: lab.run_on(_address(converged, "repository"), script),
+        {
+            "worker ssh": f"telnet://{_address(converged, 'workers')}:22",
+            "input ssh": f"telnet://{_address(converged, 'input')}:22",
+            "output nginx": f"http://{_address(converged, 'output')}/",
+        },
+    )
+    refused = {name: code == REFUSED for name, code in from_repository.items()}
+    assert refused == {"worker ssh": True, "input ssh": False, "output nginx": False}
+    from_input = _probe(
+        lambda script: lab.run_on(_address(converged, "input"), script),
+        {"worker ssh": f"telnet://{_address(converged, 'workers')}:22"},
+    )
+    assert from_input["worker ssh"] != REFUSED
+
+
+def test_the_firewall_never_locks_the_deploy_out_and_repairs_itself(converged, tmp_path):
+    worker = _address(converged, "workers")
+    listed = "nft list table inet kubi | sed -n 's/.*comment \"\\(.*\\)\"$/\\1/p' | head -1"
+    before = lab.run_on(worker, listed).stdout
+    # A config that would refuse the machine's next SSH connection is refused, unchanged.
+    inventory = tmp_path / "lab_locked_out.py"
+    inventory.write_text(
+        textwrap.dedent("""\
+        from kubi import lab
+        from kubi.inventory import declare
+
+        description = lab.platform_description(lab.load_state())
+        description["firewall"] = {"admin_networks": ["10.99.0.0/24"]}
+        globals().update(declare(__file__, **description).pyinfra_groups())
+    """)
+    )
+    refused = pyinfra("-y", "deploys/firewall.py", "--limit", "lab-worker1",
+                      inventory=str(inventory))  # fmt: skip
+    assert refused.returncode != 0
+    assert "this deploy connects from 10.77.0.1, which firewall.admin_networks" in (
+        refused.stdout + refused.stderr
+    )
+    assert lab.run_on(worker, listed).stdout == before
+    # A table removed by hand is loaded again by the next run.
+    assert lab.run_on(worker, "nft delete table inet kubi").returncode == 0
+    repaired = pyinfra("--json", "-y", "deploys/firewall.py", "--limit", "lab-worker1")
+    assert repaired.returncode == 0, repaired.stderr[-3000:]
+    assert "firewall rules loaded (the table was missing or changed by hand)" in changed_ops(
+        repaired
+    )
+    assert lab.run_on(worker, listed).stdout == before

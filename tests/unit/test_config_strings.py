@@ -149,6 +149,10 @@ SAMPLES: dict[str, tuple[str, Any, str]] = {
         _listed("network", "host_cidrs"),
         "network.host_cidrs.0",
     ),
+    **{
+        f"firewall.{field}[]": ("10.10.0.0/24", _listed("firewall", field), f"firewall.{field}.0")
+        for field in ("admin_networks", "ssh_from", "public_ingress_from")
+    },
     "versions.kubernetes": (
         "1.31.4",
         _section("versions", "kubernetes"),
