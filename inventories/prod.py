@@ -55,6 +55,9 @@ platform = declare(
     # Hosts install through the repository host's package proxy (offline goal):
     # apt_proxy="http://delivery.example.invalid:3142",
     seed={"upgrade": "first", "timezone": "Europe/Paris"},
+    # Where you deploy from directly (not through the input host): every host but the input
+    # host takes SSH only from the input host and these networks (README, "Host firewalls").
+    # firewall={"admin_networks": ["10.10.0.5/32"]},
 )
 
 globals().update(platform.pyinfra_groups())
