@@ -39,7 +39,9 @@ def _config_show(args: argparse.Namespace) -> int:
 def _lab_up(args: argparse.Namespace) -> int:
     from kubi import lab
 
-    state = lab.up(total=args.hosts, control_planes=args.control_planes)
+    state = lab.up(
+        total=args.hosts, control_planes=args.control_planes, deploy_user=args.deploy_user
+    )
     for host in state.hosts:
         print(f"{host.name:<18} {host.role:<14} {host.address}")
     print("next: pyinfra inventories/lab.py deploys/all.py")
@@ -112,6 +114,11 @@ def parser() -> argparse.ArgumentParser:
     up = lab_sub.add_parser("up", help="start the lab (idempotent)")
     up.add_argument("--hosts", type=int, default=5, help="total hosts; extra ones are workers")
     up.add_argument("--control-planes", type=int, default=1, help="control-plane hosts (odd)")
+    up.add_argument(
+        "--deploy-user",
+        help="deploy as this admin account with sudo instead of root "
+        "(default: $KUBI_LAB_DEPLOY_USER, else root)",
+    )
     up.set_defaults(func=_lab_up)
     lab_sub.add_parser("status", help="show lab hosts").set_defaults(func=_lab_status)
     lab_sub.add_parser("down", help="stop the lab, leave nothing behind").set_defaults(

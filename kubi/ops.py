@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import shlex
+import uuid
 from io import BytesIO
 
 from pyinfra import host
@@ -17,6 +18,12 @@ from pyinfra.facts.files import FileContents
 
 from kubi.facts import ManagedFile, ServiceState, folders_guard
 
+# With a non-root deploy account pyinfra uploads over SFTP as that account, then copies
+# with sudo. Its default staging file, /tmp/pyinfra-<hash of the destination>, is
+# predictable and made with the account's umask: any local user could read a secret there,
+# or create the name first and change the content before the copy. kubi stages uploads in
+# this folder instead, which root makes for the deploy account alone (/run is root's).
+UPLOAD_DIR = "/run/kubi-upload"
 APT_ENV = "DEBIAN_FRONTEND=noninteractive"
 # Keep the admin's edits of conffiles, take the package's default for new ones; never prompt.
 APT_OPTS = "-q -y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold"
@@ -93,9 +100,11 @@ def file(
             f"install -m {shlex.quote(mode)} -o {shlex.quote(user)} -g {shlex.quote(group)} "
             f"/dev/null {n['new']}"
         )
+    if staging := _staging():
+        prepare.append(staging)
     if prepare:
         yield " && ".join(prepare)
-    yield FileUploadCommand(BytesIO(data), f"{path}.kubi-new")
+    yield _upload(data, f"{path}.kubi-new")
     owner = _owner(user, group)
     yield _install(
         path, f"chmod {shlex.quote(mode)} {n['new']} && chown {owner} {n['new']}", check, reload
@@ -187,6 +196,21 @@ def _verify(check: str, reload: str | None, n: dict[str, str]) -> str:
     )
 
 
+def _staging() -> str | None:
+    """Shell that makes UPLOAD_DIR for the deploy account (mode 0700), when it uses sudo."""
+    if not host.data.get("_sudo"):
+        return None  # root writes each file straight to its place over SFTP
+    return f"install -d -m 700 -o {shlex.quote(host.data.get('ssh_user'))} {UPLOAD_DIR}"
+
+
+def _upload(data: bytes, dest: str) -> FileUploadCommand:
+    """Upload `data` to `dest`, staged in UPLOAD_DIR (a name of its own) when through sudo."""
+    if not host.data.get("_sudo"):
+        return FileUploadCommand(BytesIO(data), dest)
+    staged = f"{UPLOAD_DIR}/{uuid.uuid4().hex}"
+    return FileUploadCommand(BytesIO(data), dest, remote_temp_filename=staged)
+
+
 def _sh(script: str) -> StringCommand:
     return StringCommand("sh", "-c", shlex.quote(script))
 
@@ -259,7 +283,9 @@ def block(path: str, content: str, marker: str = "kubi"):
     if wanted == lines:
         return
     new = f"{path}.kubi-new"
-    yield FileUploadCommand(BytesIO(("\n".join(wanted) + "\n").encode()), new)
+    if staging := _staging():
+        yield staging
+    yield _upload(("\n".join(wanted) + "\n").encode(), new)
     # Its folders are checked, not the file: a link in root's own folder is root's choice.
     yield (
         f"{_guard(path, regular=False)}; "
@@ -321,7 +347,9 @@ def file_once(path: str, content: str):
             yield _refuse(path, current)
         return
     n = _names(path)
-    yield FileUploadCommand(BytesIO(content.encode()), f"{path}.kubi-new")
+    if staging := _staging():
+        yield staging
+    yield _upload(content.encode(), f"{path}.kubi-new")
     yield (
         f"{_guard(path, regular=False)}; "
         f"chmod 644 {n['new']} && chown root:root {n['new']} && "

@@ -247,9 +247,13 @@ def _check_lab_dir() -> None:
         )
 
 
-def up(total: int = 5, control_planes: int = 1, log: Log = print) -> LabState:
-    """Bring the lab up (idempotent): every requested host booted and answering SSH."""
+def up(
+    total: int = 5, control_planes: int = 1, deploy_user: str | None = None, log: Log = print
+) -> LabState:
+    """Bring the lab up (idempotent): every requested host booted and answering SSH as the
+    deploy account (`plan.deploy_user`)."""
     planned = plan.plan_hosts(total, control_planes)
+    user = plan.deploy_user(deploy_user)
     machine.require_root()
     _check_lab_dir()
     machine.refuse_other_lab()
@@ -260,6 +264,12 @@ def up(total: int = 5, control_planes: int = 1, log: Log = print) -> LabState:
     machine.cgroup_roots()
     key = rootfs.ensure_key()
     kept = [h for h in _previous_hosts(log) if is_running(h)] if rootfs.base_complete() else []
+    previous = plan.load_state() if kept else None
+    if previous is not None and previous.deploy_user != user:
+        raise LabError(
+            f"the running lab deploys as {previous.deploy_user}, not {user}: run "
+            "`kubi lab down` first to change the deploy account."
+        )
     if removed := _reap({h.name for h in kept}):
         log(f"lab: cleaned up {removed} stopped or unknown host(s)")
     machine.ensure_guard()
@@ -268,13 +278,13 @@ def up(total: int = 5, control_planes: int = 1, log: Log = print) -> LabState:
     rootfs.ensure_base(key, log)
     hosts = plan.assign_hosts(kept, planned)
     new = [h for h in hosts if h not in kept]
-    state = LabState(hosts, key, BRIDGE, GATEWAY, APT_PROXY)
+    state = LabState(hosts, key, BRIDGE, GATEWAY, APT_PROXY, user)
     plan.write_state(state)
     for host in kept:  # the bridge may have been re-created under running hosts
         machine.run("ip", "link", "set", plan.veth_name(host.name), "master", BRIDGE, "up")
     if new:
         with ThreadPoolExecutor(max_workers=4) as pool:
-            list(pool.map(lambda h: rootfs.prepare_rootfs(h, key), new))
+            list(pool.map(lambda h: rootfs.prepare_rootfs(h, key, user), new))
         for host in new:
             _create_netns(host)
             _launch(host)
@@ -283,6 +293,7 @@ def up(total: int = 5, control_planes: int = 1, log: Log = print) -> LabState:
     log(
         f"lab: {len(hosts)} hosts up in {time.monotonic() - started:.1f} s "
         f"({len(new)} started, {len(kept)} kept)"
+        + ("" if user == "root" else f"; the platform deploys as {user}, with sudo")
     )
     return state
 

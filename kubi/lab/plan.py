@@ -45,6 +45,12 @@ SSH_OPTIONS = (
 
 Log = Callable[[str], object]
 
+# The account the lab's platform deploys as: root, or an admin account with sudo that `up`
+# makes on every host (`kubi lab up --deploy-user NAME`, or this variable), to run every
+# tier the way a platform deployed by an admin account runs.
+DEPLOY_USER_ENV = "KUBI_LAB_DEPLOY_USER"
+_DEPLOY_USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}", re.ASCII)
+
 
 class LabError(Exception):
     """A lab problem, worded for the user: what is wrong and what to do."""
@@ -64,6 +70,7 @@ class LabState:
     bridge: str
     gateway: str
     apt_proxy: str
+    deploy_user: str = "root"
 
 
 # --- planning and naming ---------------------------------------------------------------------
@@ -182,9 +189,29 @@ def lab_dir_of(argv: list[str]) -> Path | None:
     return directory.parents[2]  # LAB_DIR/hosts/<name>/merged
 
 
-def ssh_argv(address: str, *command: str, key: Path | None = None) -> list[str]:
-    """ssh command line for a lab host (re-created hosts get new host keys: none are kept)."""
-    return ["ssh", "-i", str(key or key_path()), *SSH_OPTIONS, f"root@{address}", *command]
+def deploy_user(requested: str | None = None) -> str:
+    """The deploy account asked for (argument, else $KUBI_LAB_DEPLOY_USER, else root)."""
+    name = requested or os.environ.get(DEPLOY_USER_ENV) or "root"
+    if not _DEPLOY_USER.fullmatch(name):
+        raise LabError(
+            f"deploy user {name[:40]!r}: not an account name; use lowercase letters, digits, "
+            "'-' and '_' (at most 32), e.g. kubi-admin"
+        )
+    return name
+
+
+def ssh_argv(
+    address: str, *command: str, key: Path | None = None, user: str | None = None
+) -> list[str]:
+    """ssh command line that runs `command` as root on a lab host: as root itself, or as the
+    lab's deploy account through `sudo -n` (`user` default: the running lab's). Re-created
+    hosts get new host keys: none are kept."""
+    if user is None:
+        state = load_state()
+        user = state.deploy_user if state else "root"
+    if user != "root" and command:
+        command = ("sudo", "-n", "sh", "-c", shlex.quote(" ".join(command)))
+    return ["ssh", "-i", str(key or key_path()), *SSH_OPTIONS, f"{user}@{address}", *command]
 
 
 # --- parsing what the machine reports ----------------------------------------------------------
@@ -329,6 +356,7 @@ def state_from_dict(data: dict) -> LabState:
         bridge=data["bridge"],
         gateway=data["gateway"],
         apt_proxy=data["apt_proxy"],
+        deploy_user=data.get("deploy_user", "root"),
     )
 
 

@@ -112,7 +112,7 @@ def platform_description(state: LabState, log: Log = _to_stderr) -> dict:
         "apt_proxy": state.apt_proxy,
         "secrets_dir": str(plan.LAB_DIR / "secrets"),
         "ssh": {
-            "user": "root",
+            "user": state.deploy_user,
             "key": str(state.ssh_key),
             # Each lab host has its own host key; `up` records them all.
             "strict_host_key_checking": "yes",

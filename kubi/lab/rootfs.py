@@ -5,6 +5,7 @@ address, host keys). A change of recipe rebuilds the base; `down` keeps it.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
@@ -115,8 +116,29 @@ def authorize(root: Path, key: Path) -> None:
     machine.write(ssh_dir / "authorized_keys", key.with_name(key.name + ".pub").read_text(), 0o600)
 
 
-def prepare_rootfs(host: LabHost, key: Path) -> None:
-    """Overlay over the base plus what makes this host itself: name, address, host keys."""
+def add_deploy_account(root: Path, name: str, key: Path) -> None:
+    """An admin account as production inventories use one: the lab key, sudo without a
+    password (a person's own sudo rules come from the bastion; this is the deploy's)."""
+    machine.run("useradd", "--root", root, "--create-home", "--shell", "/bin/bash", name)
+    uid, gid = next(
+        (int(f[2]), int(f[3]))
+        for f in (line.split(":") for line in (root / "etc/passwd").read_text().splitlines())
+        if f[0] == name
+    )
+    ssh_dir = root / "home" / name / ".ssh"
+    ssh_dir.mkdir(mode=0o700, exist_ok=True)
+    keys = ssh_dir / "authorized_keys"
+    machine.write(keys, key.with_name(key.name + ".pub").read_text(), 0o600)
+    for path in (ssh_dir, keys):
+        os.chown(path, uid, gid)
+    machine.write(
+        root / "etc/sudoers.d/kubi-lab-deploy", f"{name} ALL=(ALL:ALL) NOPASSWD: ALL\n", 0o440
+    )
+
+
+def prepare_rootfs(host: LabHost, key: Path, deploy_user: str = "root") -> None:
+    """Overlay over the base plus what makes this host itself: name, address, host keys,
+    and the deploy account when it is not root."""
     directory = plan.host_dir(host.name)
     upper, work, merged = (directory / d for d in ("upper", "work", "merged"))
     for d in (upper, work, merged):
@@ -128,4 +150,6 @@ def prepare_rootfs(host: LabHost, key: Path) -> None:
     hosts = (plan.base_dir() / "etc/hosts").read_text() + f"{host.address} {host.name}\n"
     machine.write(etc / "hosts", hosts)
     authorize(merged, key)  # also right when the key was re-made after the base was built
+    if deploy_user != "root":
+        add_deploy_account(merged, deploy_user, key)
     machine.run("ssh-keygen", "-A", "-f", merged)

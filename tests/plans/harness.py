@@ -92,7 +92,9 @@ def _show(command: Any) -> str:
         content = (
             command.src.getvalue().decode() if hasattr(command.src, "getvalue") else command.src
         )
-        return f"upload {command.dest} <<{json.dumps(content)}"
+        staged = command.remote_temp_filename
+        via = f" via {staged.rpartition('/')[0]}/" if staged else ""
+        return f"upload {command.dest}{via} <<{json.dumps(content)}"
     return str(command.get_raw_value() if hasattr(command, "get_raw_value") else command)
 
 
@@ -103,5 +105,6 @@ def uploads(lines: list[str]) -> dict[str, str]:
         _, _, command = line.partition(": ")
         if command.startswith("upload "):
             dest, _, content = command[len("upload ") :].partition(" <<")
+            dest = dest.partition(" via ")[0]
             found[dest.removesuffix(".kubi-new")] = json.loads(content)
     return found

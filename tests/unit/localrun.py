@@ -19,6 +19,7 @@ class LocalHost:
 
     def __init__(self):
         self.fact_calls: list[str] = []
+        self.data: dict[str, Any] = {}  # the inventory's host data: none, as root
 
     def get_fact(self, cls, *args, **kwargs) -> Any:
         fact = cls()

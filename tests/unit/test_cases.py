@@ -23,7 +23,9 @@ fails the case, naming it; so does a fact the case gives that the operation neve
 `commands` are exact: a string is the shell command exactly as pyinfra runs it; an upload
 is {"upload": "<remote path>", "content": "<text>"}; a command that is exactly
 `sh -c <shlex.quote(script)>` is written {"sh -c": "<script>"}, without the quoting noise;
-`[]` means nothing to do.
+`[]` means nothing to do. `host_data` (optional) is the inventory's data for the host, e.g.
+{"_sudo": true, "ssh_user": "admin"} for a non-root deploy account; an upload staged in a
+folder of kubi's own then shows it as "staged_in".
 
 Facts: empty output gives the fact's `default()`, as pyinfra does; otherwise `process()`.
 
@@ -48,7 +50,7 @@ from pyinfra.api import FileUploadCommand, StringCommand
 from pyinfra.context import ctx_host
 
 CASES = Path(__file__).resolve().parents[1] / "cases"
-OPERATION_KEYS = {"kwargs", "facts", "commands"}
+OPERATION_KEYS = {"kwargs", "facts", "host_data", "commands"}
 FACT_KEYS = {"kwargs", "command", "output", "fact"}
 
 
@@ -67,7 +69,7 @@ def _id(path: Path) -> str:
 
 def _load(path: Path, keys: set[str]) -> dict[str, Any]:
     case = json.loads(path.read_text())
-    unknown, missing = set(case) - keys, keys - set(case) - {"kwargs", "facts"}
+    unknown, missing = set(case) - keys, keys - set(case) - {"kwargs", "facts", "host_data"}
     assert not unknown and not missing, (
         f"{path.parent.name}/{path.name}: unknown keys {sorted(unknown)}, missing {sorted(missing)}"
     )
@@ -98,8 +100,9 @@ class CaseHost:
 
     name = "case"
 
-    def __init__(self, facts: dict[str, dict[str, Any]]):
+    def __init__(self, facts: dict[str, dict[str, Any]], data: dict[str, Any] | None = None):
         self.facts = facts
+        self.data = data or {}  # the inventory's host data (e.g. _sudo, ssh_user)
         self.asked: set[tuple[str, str]] = set()
 
     def get_fact(self, cls, *args, **kwargs) -> Any:
@@ -117,7 +120,9 @@ def show(command: Any) -> str | dict[str, str]:
         if hasattr(command.src, "getvalue"):
             data = command.src.getvalue()
             text = data.decode() if isinstance(data, bytes) else data
-            return {"upload": command.dest, "content": text}
+            staged = command.remote_temp_filename
+            where = {"staged_in": staged.rpartition("/")[0]} if staged else {}
+            return {"upload": command.dest, **where, "content": text}
         return {"upload": command.dest, "src": str(command.src)}
     if isinstance(command, StringCommand):
         command = command.get_raw_value()
@@ -137,12 +142,17 @@ def _unquote(word: str) -> str:
     return parts[0] if len(parts) == 1 else word
 
 
-def run_operation(dotted: str, kwargs: dict[str, Any], facts: dict[str, dict[str, Any]]) -> list:
-    """The commands operation `dotted` yields for these arguments and facts."""
+def run_operation(
+    dotted: str,
+    kwargs: dict[str, Any],
+    facts: dict[str, dict[str, Any]],
+    host_data: dict[str, Any] | None = None,
+) -> list:
+    """The commands operation `dotted` yields for these arguments, facts and host data."""
     op = _resolve(dotted)
     inner = getattr(op, "_inner", None)
     assert inner is not None, f"{dotted} is not a pyinfra operation"
-    case_host = CaseHost(facts)
+    case_host = CaseHost(facts, host_data)
     with ctx_host.use(case_host):
         commands = [show(command) for command in inner(**kwargs)]
     unused = sorted(
@@ -158,7 +168,9 @@ def run_operation(dotted: str, kwargs: dict[str, Any], facts: dict[str, dict[str
 @pytest.mark.parametrize("path", _files("operations"), ids=_id)
 def test_operation(path: Path):
     case = _load(path, OPERATION_KEYS)
-    commands = run_operation(path.parent.name, case.get("kwargs", {}), case.get("facts", {}))
+    commands = run_operation(
+        path.parent.name, case.get("kwargs", {}), case.get("facts", {}), case.get("host_data")
+    )
     assert commands == case["commands"]
 
 
