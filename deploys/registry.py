@@ -18,7 +18,7 @@ from pyinfra.operations import files, server
 
 import kubi.registry
 from kubi import nginx, ops
-from kubi.deploy import addresses, component, entry_script, me, platform
+from kubi.deploy import component, entry_script, me, platform
 from kubi.secrets import for_platform
 from kubi.templates import render
 
@@ -68,7 +68,7 @@ def registry() -> None:
         ops.file(
             name="repository TLS certificate and key",
             path=kubi.registry.TLS_FILE,
-            content=kubi.registry.tls_pem(cfg, names, addresses()[node.name]),
+            content=kubi.registry.tls_pem(cfg, names),
             mode="600",
             check=nginx.CHECK,
             reload=nginx.RELOAD,

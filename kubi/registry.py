@@ -110,7 +110,7 @@ def uses_platform_ca(platform: Platform) -> bool:
 
 def platform_ca(platform: Platform) -> str:
     """The platform CA certificate (PEM), created on first use."""
-    return pki.platform_ca(for_platform(platform), platform.name)[0]
+    return pki.platform_ca(for_platform(platform), platform.name, platform.domain)[0]
 
 
 def system_ca_file(platform: Platform) -> str:
@@ -122,14 +122,21 @@ def server_names(platform: Platform, host_name: str, short_name: str) -> list[st
     return list(dict.fromkeys([platform.repository_alias, host_name, short_name]))
 
 
-def tls_pem(platform: Platform, names: list[str], ip: str) -> str:
-    """Certificate (chain) then private key, as nginx reads them from one file."""
+def tls_pem(platform: Platform, names: list[str]) -> str:
+    """Certificate (chain) then private key, as nginx reads them from one file.
+
+    The platform CA's certificate names those of `names` inside the platform's domain
+    (clients use `repository.<domain>`); nginx still answers to all of them."""
     settings = platform.registry
     if settings.tls_cert is not None and settings.tls_key is not None:
         cert, key = settings.tls_cert.read_text(), settings.tls_key.read_text()
     else:
         cert, key = pki.server_certificate(
-            for_platform(platform), platform.name, "registry", names, [ip]
+            for_platform(platform),
+            platform.name,
+            platform.domain,
+            "registry",
+            [n for n in names if pki.in_domain(n, platform.domain)],
         )
     return cert.rstrip("\n") + "\n" + key.rstrip("\n") + "\n"
 

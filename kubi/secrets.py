@@ -56,6 +56,9 @@ class Secrets:
             raise
         return path
 
+    def remove(self, name: str) -> None:
+        self.path(name).unlink(missing_ok=True)
+
     def get(self, name: str, generate: Callable[[], str] = new_password) -> str:
         """The secret `name`, generated and stored on first use."""
         if not self.exists(name):

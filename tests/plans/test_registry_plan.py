@@ -150,6 +150,15 @@ def test_no_secret_in_operation_names_or_commands(description, tmp_path):
     assert not [line for line in commands if key.splitlines()[1] in line]
 
 
+@pytest.mark.parametrize("host", ["in1", "out1", "repo1", "cp1", "w1"])
+def test_the_ca_key_reaches_no_host(description, tmp_path, host):
+    lines = plan(DEPLOY, host, description, fresh_facts(REPO_FILES + NODE_FILES))
+    ca_key = Secrets(tmp_path / "secrets").read("ca.key")
+    body = ca_key.splitlines()[1]  # a line of the key's base64
+    assert not [line for line in lines if body in line]
+    assert Secrets(tmp_path / "secrets").read("ca.crt") in uploads(lines)[CA_FILE]
+
+
 def test_converged_repository_host_plans_nothing(description):
     assert plan(DEPLOY, "repo1", description, converged_facts(description, "repo1")) == []
 
@@ -236,7 +245,8 @@ def test_other_port_and_anonymous_pull(description, tmp_path):
 def test_operator_certificate_installs_no_ca(description, tmp_path):
     from kubi.pki import server_certificate
 
-    cert, key = server_certificate(Secrets(tmp_path / "corp"), "corp", "r", [ALIAS])
+    corp = Secrets(tmp_path / "corp")
+    cert, key = server_certificate(corp, "corp", "plan.kubi.internal", "r", [ALIAS])
     (tmp_path / "r.crt").write_text(cert)
     (tmp_path / "r.key").write_text(key)
     description["registry"] = {
@@ -254,3 +264,26 @@ def test_operator_certificate_installs_no_ca(description, tmp_path):
     assert "update-ca-certificates --fresh" in [line for line in lines if CA_FILE in line][0]
     toml = uploads(lines)[f"{CONTAINERD}/hosts.toml"]
     assert "ca =" not in toml and f"{CONTAINERD}/ca.crt" not in uploads(lines)
+
+
+def test_a_non_root_deploy_stages_every_upload_in_its_own_private_folder(description):
+    """Through sudo, pyinfra's default staging file is /tmp/pyinfra-<hash of the destination>:
+    predictable, world-readable under the usual umask. kubi stages in /run/kubi-upload, made
+    by root for the deploy account alone, before the first upload of each file."""
+    description["ssh"] = {"user": "admin"}
+    lines = plan(DEPLOY, "repo1", description, fresh_facts())
+    uploaded = [line for line in lines if ": upload " in line]
+    assert uploaded and all(" via /run/kubi-upload/ <<" in line for line in uploaded)
+    pem = [line.split(": ", 1)[1] for line in lines
+           if line.startswith("repository TLS certificate and key: ")]  # fmt: skip
+    # The key's file is made with its final mode first, the folder in the same round trip.
+    assert pem[0] == (
+        "mkdir -p -m 755 /etc/nginx/tls && install -m 600 -o root -g root /dev/null "
+        "/etc/nginx/tls/repository.pem.kubi-new"
+        " && install -d -m 700 -o admin /run/kubi-upload"
+    )
+    assert pem[1].startswith("upload /etc/nginx/tls/repository.pem.kubi-new via /run/kubi-upload/")
+    # As root, files go straight to their place.
+    description["ssh"] = {"user": "root"}
+    as_root = plan(DEPLOY, "repo1", description, fresh_facts())
+    assert not [line for line in as_root if "/run/kubi-upload" in line]

@@ -15,6 +15,7 @@ import copy
 import http.client
 import os
 import shutil
+import socket
 import ssl
 import subprocess
 import tempfile
@@ -57,6 +58,15 @@ needs_registry = (
     if IN_CI
     else pytest.mark.skipif(REGISTRY_BIN is None, reason=NO_REGISTRY)
 )
+
+
+class _Loopback(http.client.HTTPSConnection):
+    """HTTPS to 127.0.0.1, verifying the certificate for the repository's name (the platform
+    CA vouches for no IP address) as a host resolving that name would."""
+
+    def connect(self):
+        sock = socket.create_connection(("127.0.0.1", self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
 
 
 @pytest.fixture
@@ -124,7 +134,7 @@ class Stack:
         for sub in ("tls", "auth", "repository.d", "charts", "store"):
             (root / sub).mkdir()
         (root / "tls" / "repository.pem").write_text(
-            registry.tls_pem(self.cfg, [self.cfg.repository_alias, "repo1"], "127.0.0.1")
+            registry.tls_pem(self.cfg, [self.cfg.repository_alias, "repo1"])
         )
         (root / "auth" / "pull").write_text(registry.htpasswd(self.secrets, ("push", "pull")))
         (root / "auth" / "push").write_text(registry.htpasswd(self.secrets, ("push",)))
@@ -177,8 +187,8 @@ class Stack:
             self.registry.wait(10)
 
     def request(self, method, path, account=None, body=b"", headers=None):
-        connection = http.client.HTTPSConnection(
-            "127.0.0.1", self.port, context=self.context, timeout=10
+        connection = _Loopback(
+            self.cfg.repository_alias, self.port, context=self.context, timeout=10
         )
         sent = dict(headers or {})
         if account:
