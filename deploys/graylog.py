@@ -135,7 +135,10 @@ def repositories_and_packages(
     words = " ".join(shlex.quote(package) for package in missing)
     server.shell(
         name=f"log stack packages {' '.join(missing)}",
-        commands=[f"{env} apt-get -q update && {env} apt-get {ops.APT_OPTS} install {words}"],
+        commands=[
+            f"{ops.REPAIR_DPKG} && {env} apt-get -q update && "
+            f"{env} apt-get {ops.APT_OPTS} install {words}"
+        ],
     )
 
 

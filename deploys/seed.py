@@ -63,6 +63,8 @@ def seed() -> None:
         name="/etc/hosts platform entries",
         path="/etc/hosts",
         content=render("seed", "hosts", entries=entries),
+        # A damaged file (localhost lost) is a change to repair, not "no change".
+        required=("127.0.0.1 localhost",),
     )
 
     # --- packages ----------------------------------------------------------------------------
@@ -73,6 +75,15 @@ def seed() -> None:
         path="/etc/apt/apt.conf.d/90kubi-proxy",
         content=render("seed", "apt-proxy.conf", apt_proxy=apt_proxy) if apt_proxy else None,
     )
+    if facts["dpkg_pending"]:
+        # Also when nothing is left to install: `dpkg --audit` lists half-done packages.
+        server.shell(
+            name="finish the work of an interrupted dpkg (dpkg --configure -a)",
+            commands=[
+                f"{ops.APT_ENV} dpkg --configure -a --force-confdef --force-confold",
+                f"{ops.APT_ENV} apt-get {ops.APT_OPTS} --fix-broken install",
+            ],
+        )
     upgrade = ops.system_upgrade(
         name=f"system update and upgrade (seed.upgrade={cfg.seed.upgrade})",
         marker=MARKER,

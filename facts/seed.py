@@ -18,6 +18,8 @@ echo "hostname=$(hostname)"
 echo "timezone=$(readlink /etc/localtime | sed 's|.*/zoneinfo/||')"
 echo "container=$(systemd-detect-virt --container 2>/dev/null || echo none)"
 echo "seeded=$([ -e {marker} ] && echo yes || echo no)"
+# dpkg's journal (a killed install) or packages it reports half-installed or unconfigured
+echo "dpkg_pending=$( (ls /var/lib/dpkg/updates 2>/dev/null; dpkg --audit 2>/dev/null) | grep -c .)"
 echo "swap_active=$(tail -n +2 /proc/swaps 2>/dev/null | wc -l)"
 echo "swap_fstab=$(grep -Ec '^[^#].*[[:space:]]swap[[:space:]]' /etc/fstab 2>/dev/null)"
 cfg=$( (zcat /proc/config.gz 2>/dev/null || cat /boot/config-$(uname -r) 2>/dev/null) )
@@ -48,6 +50,7 @@ class SeedState(FactBase):
             "container": "systemd-nspawn",    # or None on a real server / VM
             "seeded": True,                   # the first-seed marker exists
             "swap_active": 0, "swap_fstab": 1,
+            "dpkg_pending": 0,                # journal files and `dpkg --audit` lines
             "modules": {"overlay": "builtin", "br_netfilter": "missing"},
             "sysctl": {"net.ipv4.ip_forward": "1", "net.bridge.x": None},  # None: absent
         }
@@ -72,4 +75,5 @@ class SeedState(FactBase):
         state["seeded"] = raw.get("seeded") == "yes"
         state["swap_active"] = int(raw.get("swap_active") or 0)
         state["swap_fstab"] = int(raw.get("swap_fstab") or 0)
+        state["dpkg_pending"] = int(raw.get("dpkg_pending") or 0)
         return state

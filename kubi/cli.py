@@ -95,6 +95,26 @@ def _charts_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _unlock(args: argparse.Namespace) -> int:
+    from kubi import runlock
+    from kubi.inventory import load
+    from kubi.ssh import SshHost
+
+    declared = load(args.inventory)
+    known = [h.name for h in declared.config.hosts]
+    unknown = [name for name in args.hosts if name not in known]
+    if unknown:  # before any connection
+        print(
+            f"kubi: no host {unknown[0]!r} in {args.inventory}: {', '.join(known)}", file=sys.stderr
+        )
+        return 2
+    for name in args.hosts:
+        with SshHost(name, declared.host_data(name)) as target:
+            done = target.run(runlock.unlock_script())
+        print(f"{name}: {done.stdout.decode(errors='replace').strip() or done.stderr.decode()}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="kubi", description=__doc__)
     sub = top.add_subparsers(dest="command", required=True)
@@ -139,6 +159,14 @@ def parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="replace a published version that has other content"
     )
     publish.set_defaults(func=_charts_publish)
+
+    unlock = sub.add_parser(
+        "unlock",
+        help="end the run holding these hosts' deploy lock (one whose deployer vanished)",
+    )
+    unlock.add_argument("hosts", nargs="+", metavar="HOST", help="host names of the inventory")
+    unlock.add_argument("--inventory", required=True, help="e.g. inventories/prod.py")
+    unlock.set_defaults(func=_unlock)
     return top
 
 

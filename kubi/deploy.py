@@ -79,6 +79,7 @@ def component(name: str) -> Callable[[Callable[[], None]], Callable[..., Any]]:
     def wrap(func: Callable[[], None]) -> Callable[..., Any]:
         @functools.wraps(func)
         def body() -> None:
+            _lock_this_host()
             if not set(me().roles) & set(spec.roles):
                 return
             if not platform().enabled(name):
@@ -92,6 +93,19 @@ def component(name: str) -> Callable[[Callable[[], None]], Callable[..., Any]]:
         return deploy(name)(body)
 
     return wrap
+
+
+def _lock_this_host() -> None:
+    """The host's run lock (kubi.runlock), before its first component is planned; a host
+    another run holds stops this whole run with one line."""
+    from kubi import runlock
+
+    key = ctx_state.get()
+    try:
+        runlock.lock_host(host, key, f"{runlock.holder()}, platform {platform().name}")
+    except runlock.RunLocked as exc:
+        logger.error(str(exc))
+        raise SystemExit(3) from None
 
 
 def entry_script(module_name: str) -> bool:

@@ -77,6 +77,15 @@ def declare(inventory_file: str | None = None, **description: Any) -> DeclaredPl
             raise SystemExit(2) from None
         raise
     _current = DeclaredPlatform(config, source)
+    if _under_pyinfra_cli():
+        # One run per platform from this machine (kubi.runlock); the hosts lock their own.
+        from kubi.runlock import RunLocked, lock_deployer
+
+        try:
+            lock_deployer(config.name, config.secrets_path)
+        except RunLocked as exc:
+            print(exc, file=sys.stderr)
+            raise SystemExit(3) from None
     return _current
 
 

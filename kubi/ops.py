@@ -27,6 +27,13 @@ UPLOAD_DIR = "/run/kubi-upload"
 APT_ENV = "DEBIAN_FRONTEND=noninteractive"
 # Keep the admin's edits of conffiles, take the package's default for new ones; never prompt.
 APT_OPTS = "-q -y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold"
+# A dpkg killed mid-way (a host lost during an install) leaves its journal in updates/, and
+# every apt-get then refuses ("dpkg was interrupted"): finish that work first, as apt asks.
+# Cheap when nothing is pending (one ls), so every apt command of kubi starts with it.
+REPAIR_DPKG = (
+    '{ [ -z "$(ls -A /var/lib/dpkg/updates 2>/dev/null)" ] || '
+    f"{APT_ENV} dpkg --configure -a --force-confdef --force-confold; }}"
+)
 
 
 @operation()
@@ -236,7 +243,9 @@ def packages(names: list[str], update: bool = True):
     if missing:
         words = " ".join(shlex.quote(name) for name in missing)
         install = f"{APT_ENV} apt-get {APT_OPTS} install {words}"
-        yield f"{APT_ENV} apt-get -q update && {install}" if update else install
+        yield f"{REPAIR_DPKG} && " + (
+            f"{APT_ENV} apt-get -q update && {install}" if update else install
+        )
 
 
 @operation()
@@ -254,7 +263,7 @@ def system_upgrade(marker: str, upgrade: str, seeded: bool):
     """
     if seeded and upgrade != "always":
         return
-    steps = [f"{APT_ENV} apt-get -q update"]
+    steps = [REPAIR_DPKG, f"{APT_ENV} apt-get -q update"]
     if upgrade != "never":
         steps.append(f"{APT_ENV} apt-get {APT_OPTS} dist-upgrade")
     q = shlex.quote(marker)
@@ -263,45 +272,67 @@ def system_upgrade(marker: str, upgrade: str, seeded: bool):
 
 
 @operation()
-def block(path: str, content: str, marker: str = "kubi"):
+def block(path: str, content: str, marker: str = "kubi", required: tuple[str, ...] = ()):
     """
     Keep a marked block of lines in a file the system shares with others (e.g. /etc/hosts).
 
     + path: remote file
     + content: the block's lines (without markers)
     + marker: names the ``# BEGIN <marker>`` / ``# END <marker>`` lines
+    + required: lines the file must hold outside the block, as ``<first field> <name>``
+      (``127.0.0.1 localhost``): a file where none has that first field and that name is
+      damaged, and the line is put back at its top
 
-    Lines outside the block are kept as they are. The file is rewritten in place
-    (``cat >``) so its inode is kept: /etc/hosts may be a bind mount.
+    Lines outside the block are kept as they are. The new file is written apart, then
+    renamed over the old one (with its owner and mode), so no reader and no interrupted
+    run ever sees half a file. A file that is itself a mount point (a container's bind
+    mounted /etc/hosts) cannot be renamed over: it is then copied in place, from the
+    complete new file.
 
     .. code:: python
 
-        ops.block(path="/etc/hosts", content="10.0.0.5 repo.example.invalid repo")
+        ops.block(path="/etc/hosts", content="10.0.0.5 repo.example.invalid repo",
+                  required=("127.0.0.1 localhost",))
     """
     lines = host.get_fact(FileContents, path=path) or []
-    wanted = merge_block(lines, content, marker)
+    wanted = merge_block(lines, content, marker, required)
     if wanted == lines:
         return
     new = f"{path}.kubi-new"
     if staging := _staging():
         yield staging
     yield _upload(("\n".join(wanted) + "\n").encode(), new)
+    q, n = shlex.quote(path), shlex.quote(new)
     # Its folders are checked, not the file: a link in root's own folder is root's choice.
     yield (
         f"{_guard(path, regular=False)}; "
-        f"cat {shlex.quote(new)} > {shlex.quote(path)} && rm -f {shlex.quote(new)}"
+        f"if awk -v p={q} '$5 == p {{ found = 1 }} END {{ exit !found }}' /proc/self/mountinfo; "
+        f"then cat {n} > {q} && rm -f {n}; "
+        f"else {{ [ ! -e {q} ] || {{ chmod --reference={q} {n} && chown --reference={q} {n}; }}; }}"
+        f" && mv -f {n} {q}; fi"
     )
 
 
-def merge_block(lines: list[str], content: str, marker: str) -> list[str]:
-    """The file's lines with the marked block replaced (or appended when absent)."""
+def merge_block(
+    lines: list[str], content: str, marker: str, required: tuple[str, ...] = ()
+) -> list[str]:
+    """The file's lines with the marked block replaced (or appended when absent), and the
+    `required` lines that are missing put back at the top."""
     begin, end = f"# BEGIN {marker}", f"# END {marker}"
     block_lines = [begin, *content.rstrip("\n").split("\n"), end]
     if begin in lines and end in lines[lines.index(begin) :]:
         start = lines.index(begin)
         stop = lines.index(end, start)
-        return lines[:start] + block_lines + lines[stop + 1 :]
-    return [*lines, *block_lines]
+        merged = lines[:start] + block_lines + lines[stop + 1 :]
+    else:
+        merged = [*lines, *block_lines]
+    outside = [line.split() for line in lines if not line.lstrip().startswith("#")]
+    missing = []
+    for line in required:
+        first, name = line.split()[:2]
+        if not any(fields[:1] == [first] and name in fields[1:] for fields in outside):
+            missing.append(line)
+    return missing + merged
 
 
 @operation()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kubi import graylog, graylog_api
+from kubi import graylog, graylog_api, ops
 
 from .conftest import managed
 from .harness import plan, uploads
@@ -191,6 +191,7 @@ def test_fresh_output_host(description, tmp_path):
     assert "-o Dir::Etc::sourcelist=/etc/apt/sources.list.d/kubi-graylog.list" in check
     [install] = commands(lines, "log stack packages mongodb-org-server opensearch graylog-server")
     assert install == (
+        f"{ops.REPAIR_DPKG} && "
         "DISABLE_INSTALL_DEMO_CONFIG=true DEBIAN_FRONTEND=noninteractive apt-get -q update && "
         "DISABLE_INSTALL_DEMO_CONFIG=true DEBIAN_FRONTEND=noninteractive apt-get -q -y "
         "-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "

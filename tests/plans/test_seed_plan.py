@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from kubi import ops
+
 from .conftest import managed
 from .harness import plan, uploads
 
@@ -48,6 +50,7 @@ def fresh_facts(key=KUBE_KEY, **seed_state):
         "seeded": False,
         "swap_active": 1,
         "swap_fstab": 1,
+        "dpkg_pending": 0,
         "modules": {"overlay": "loaded", "br_netfilter": "missing"},
         "sysctl": {
             "net.ipv4.ip_forward": "0",
@@ -75,6 +78,7 @@ def converged_facts(description, host, key=KUBE_KEY, **seed_state):
         "seeded": True,
         "swap_active": 0,
         "swap_fstab": 0,
+        "dpkg_pending": 0,
         "modules": {"overlay": "loaded", "br_netfilter": "loaded"},
         "sysctl": {
             "net.ipv4.ip_forward": "1",
@@ -117,7 +121,7 @@ def test_fresh_control_plane_node(description):
         "apply Kubernetes sysctls",
     ]
     assert (
-        "base packages: DEBIAN_FRONTEND=noninteractive apt-get -q -y "
+        f"base packages: {ops.REPAIR_DPKG} && DEBIAN_FRONTEND=noninteractive apt-get -q -y "
         "-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "
         "install ca-certificates curl gnupg sudo chrony rsync jq "
         "lsof conntrack socat ethtool iptables ipset"
@@ -202,7 +206,8 @@ def test_new_package_on_a_seeded_host_refreshes_lists_first(description):
     description["seed"] = {"extra_packages": ["htop"]}
     lines = plan("deploys/seed.py", "cp1", description, converged_facts(description, "cp1"))
     assert lines == [
-        "base packages: DEBIAN_FRONTEND=noninteractive apt-get -q update && DEBIAN_FRONTEND="
+        f"base packages: {ops.REPAIR_DPKG} && "
+        "DEBIAN_FRONTEND=noninteractive apt-get -q update && DEBIAN_FRONTEND="
         "noninteractive apt-get -q -y -o Dpkg::Options::=--force-confdef "
         "-o Dpkg::Options::=--force-confold install htop"
     ]
@@ -231,3 +236,14 @@ def test_non_root_deploy_user_keeps_access_through_sudo(description):
     description["ssh"] = {"user": "admin"}
     lines = plan("deploys/seed.py", "cp1", description, fresh_facts())
     assert "PermitRootLogin no" in uploads(lines)[PATHS["sshd"]]
+
+
+def test_an_interrupted_dpkg_is_finished_before_anything_else_apt_does(description):
+    facts = converged_facts(description, "in1", key=SERVICE_KEY, dpkg_pending=2)
+    assert plan("deploys/seed.py", "in1", description, facts) == [
+        "finish the work of an interrupted dpkg (dpkg --configure -a): "
+        "DEBIAN_FRONTEND=noninteractive dpkg --configure -a --force-confdef --force-confold",
+        "finish the work of an interrupted dpkg (dpkg --configure -a): "
+        "DEBIAN_FRONTEND=noninteractive apt-get -q -y -o Dpkg::Options::=--force-confdef "
+        "-o Dpkg::Options::=--force-confold --fix-broken install",
+    ]

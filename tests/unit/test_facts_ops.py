@@ -9,6 +9,7 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import stat
 import subprocess
 
 import pytest
@@ -64,8 +65,11 @@ def test_file_write_is_idempotent_and_one_fact(tmp_path):
 def test_block_keeps_other_lines_and_replaces_its_own(tmp_path):
     hosts = tmp_path / "hosts"
     hosts.write_text("127.0.0.1 localhost\n10.0.0.9 mine\n")
+    hosts.chmod(0o640)
     inode = os.stat(hosts).st_ino
     run_op(ops.block, path=str(hosts), content="10.0.0.1 a\n10.0.0.2 b")
+    # A new file renamed over the old one (never truncated, then filled), same mode.
+    assert os.stat(hosts).st_ino != inode and stat.S_IMODE(os.stat(hosts).st_mode) == 0o640
     run_op(ops.block, path=str(hosts), content="10.0.0.1 a\n10.0.0.3 c")
     assert hosts.read_text().splitlines() == [
         "127.0.0.1 localhost",
@@ -75,8 +79,20 @@ def test_block_keeps_other_lines_and_replaces_its_own(tmp_path):
         "10.0.0.3 c",
         "# END kubi",
     ]
-    assert os.stat(hosts).st_ino == inode  # rewritten in place: a bind-mounted file stays valid
+    assert not list(tmp_path.glob("hosts.kubi-new*"))
     assert run_op(ops.block, path=str(hosts), content="10.0.0.1 a\n10.0.0.3 c") == []
+
+
+def test_a_damaged_file_is_repaired_not_reported_unchanged(tmp_path):
+    hosts = tmp_path / "hosts"
+    hosts.write_text("# BEGIN kubi\n10.0.0.1 a\n# END kubi\n")  # localhost lost
+    required = ("127.0.0.1 localhost",)
+    assert run_op(ops.block, path=str(hosts), content="10.0.0.1 a", required=required) != []
+    assert hosts.read_text().splitlines()[0] == "127.0.0.1 localhost"
+    assert run_op(ops.block, path=str(hosts), content="10.0.0.1 a", required=required) == []
+    # Debian's own spelling (a tab, more names) counts as present.
+    hosts.write_text("127.0.0.1\tlocalhost my-host\n# BEGIN kubi\n10.0.0.1 a\n# END kubi\n")
+    assert run_op(ops.block, path=str(hosts), content="10.0.0.1 a", required=required) == []
 
 
 def test_managed_file_fact_never_follows_a_link(tmp_path):
