@@ -1,0 +1,125 @@
+"""An operator's bad day on real hosts: overlapping runs, another deployer holding a host,
+an interrupted dpkg. Each test starts from the converged lab and leaves it converged."""
+
+from __future__ import annotations
+
+import fcntl
+import subprocess
+import time
+
+import pytest
+
+from kubi import lab, runlock
+from kubi.inventory import load
+
+from .conftest import BIN, ROOT, changed_ops, pyinfra
+
+pytestmark = pytest.mark.lab
+
+
+@pytest.fixture(scope="module")
+def converged(lab_state):
+    result = pyinfra("-y", "deploys/all.py")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return lab_state
+
+
+def _address(state, role: str) -> str:
+    return next(h for h in state.hosts if h.role == role).address
+
+
+def _start(*args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [str(BIN / "pyinfra"), "inventories/lab.py", *args], cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+
+
+def _deployer_lock_held() -> bool:
+    path = load("inventories/lab.py").config.secrets_path / "deploy.lock"
+    if not path.exists():
+        return False
+    with open(path) as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
+def test_a_second_run_stops_at_once_and_the_first_is_untouched(converged):
+    first = _start("-y", "deploys/seed.py")
+    deadline = time.monotonic() + 60
+    while not _deployer_lock_held():
+        assert first.poll() is None and time.monotonic() < deadline, "the first run never locked"
+        time.sleep(0.1)
+    started = time.monotonic()
+    second = pyinfra("-y", "deploys/seed.py")
+    assert second.returncode == 3
+    assert "kubi: platform lab is being deployed from this machine by " in second.stderr
+    assert time.monotonic() - started < 15  # at once: before any host is touched
+    out, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err[-3000:]
+
+
+def test_overlapping_runs_never_damage_a_file(converged):
+    for _ in range(4):
+        runs = [_start("-y", "deploys/seed.py") for _ in range(3)]
+        codes = sorted(run.wait(timeout=600) for run in runs)
+        assert codes[0] == 0 and set(codes[1:]) <= {0, 3}, codes
+    for host in converged.hosts:
+        hosts = lab.run_on(host.address, "cat /etc/hosts").stdout.splitlines()
+        assert "127.0.0.1 localhost" in [" ".join(line.split()[:2]) for line in hosts], host.name
+        assert hosts.count("# BEGIN kubi") == 1 and hosts.count("# END kubi") == 1
+        assert lab.run_on(host.address, "ls /etc/hosts.kubi-new").returncode != 0
+    again = pyinfra("--json", "-y", "deploys/seed.py")
+    assert again.returncode == 0 and changed_ops(again) == {}
+
+
+def test_a_host_held_by_another_deployer_stops_the_run_until_unlocked(converged):
+    worker = _address(converged, "workers")
+    lab.check_route(worker)
+    other = "alice@elsewhere (pid 4242) since 2026-11-27 03:00:00 UTC, platform lab"
+    holder = subprocess.Popen(
+        lab.ssh_argv(worker, runlock.lock_script(other)),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        stopped = pyinfra("-y", "deploys/seed.py")
+        assert stopped.returncode == 3
+        said = stopped.stdout + stopped.stderr
+        assert f"kubi: lab-worker1 is being deployed by another run: {other}" in said
+        unlocked = subprocess.run(
+            [str(BIN / "kubi"), "unlock", "lab-worker1", "--inventory", "inventories/lab.py"],
+            cwd=ROOT, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert unlocked.returncode == 0 and f"ended the run of {other}" in unlocked.stdout
+        assert holder.wait(timeout=30) is not None
+    finally:
+        holder.kill()
+    assert pyinfra("-y", "deploys/seed.py").returncode == 0
+
+
+def test_an_interrupted_dpkg_is_repaired_by_the_next_run(converged):
+    worker = _address(converged, "workers")
+    # A dpkg killed mid-way leaves its journal; apt then refuses everything, as on the lab
+    # after a host died during an install.
+    broken = lab.run_on(
+        worker,
+        "DEBIAN_FRONTEND=noninteractive apt-get remove -y -q lsof >/dev/null"
+        " && touch /var/lib/dpkg/updates/0000"
+        " && DEBIAN_FRONTEND=noninteractive apt-get install -y -q lsof 2>&1",
+    )
+    assert "dpkg was interrupted" in broken.stdout
+    repaired = pyinfra("--json", "-y", "deploys/seed.py", "--limit", "lab-worker1")
+    assert repaired.returncode == 0, repaired.stderr[-3000:]
+    changed = changed_ops(repaired)
+    assert "finish the work of an interrupted dpkg (dpkg --configure -a)" in changed
+    assert "base packages" in changed
+    assert lab.run_on(worker, "ls -A /var/lib/dpkg/updates; command -v lsof").stdout.strip() == (
+        "/usr/bin/lsof"
+    )
+    again = pyinfra("--json", "-y", "deploys/seed.py", "--limit", "lab-worker1")
+    assert again.returncode == 0 and changed_ops(again) == {}
