@@ -9,10 +9,12 @@ own message, so a running nginx is never broken.
 from __future__ import annotations
 
 import re
+import shlex
 
 from kubi import ops
 
 NGINX_DIR = "/etc/nginx"
+CONF = f"{NGINX_DIR}/nginx.conf"  # the main file, kubi's own (deploys/nginx.py)
 SITES_DIR = f"{NGINX_DIR}/sites.conf.d"  # HTTP server blocks, included inside http {}
 STREAMS_DIR = f"{NGINX_DIR}/streams.conf.d"  # TCP/UDP servers, included inside stream {}
 CHECK = "nginx -t"
@@ -49,3 +51,22 @@ def stream(name: str, content: str | None, **kwargs):
         reload=RELOAD,
         **kwargs,
     )
+
+
+def refused(refusal: dict) -> str:
+    """Shell that fails with one line saying which file nginx refuses and what to do.
+
+    `refusal` is `facts.nginx.NginxState`'s ``refused``. Until the file is fixed, every
+    reload fails, so the deploy stops here rather than report no change.
+    """
+    line = "" if refusal["line"] is None else f":{refusal['line']}"
+    what = f"{refusal['file']}{line}" if refusal["file"] else "its configuration"
+    # nginx.conf is kubi's: as kubi writes it, what is wrong lies elsewhere (a user, a module).
+    todo = (
+        "fix or remove that file" if refusal["file"] not in (None, CONF) else "fix what nginx names"
+    )
+    message = (
+        f"kubi: nginx refuses {what} ({refusal['error']}), so every reload would fail: "
+        f"{todo}, then run again"
+    )
+    return f"echo {shlex.quote(message)} >&2; exit 1"

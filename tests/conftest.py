@@ -18,6 +18,7 @@ NEEDS_ROOT = {
         "test_invalid_change_is_refused_and_nginx_keeps_serving",
         "test_invalid_new_site_is_removed_again",
         "test_site_removal_and_permission_drift",
+        "test_refused_first_nginx_conf_is_removed_and_a_packaged_one_kept",
     ],
     "tests/unit/test_graylog.py": ["test_sites_route_by_name_and_restrict_graylog"],
     # a network namespace of its own for nft (unshare --net)

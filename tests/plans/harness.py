@@ -43,11 +43,14 @@ def plan(
     description: dict,
     facts: dict[str, dict[str, Any]],
     components: bool = False,
+    reads: list[str] | None = None,
 ) -> list[str]:
     """Return the planned commands as lines: '<operation name>: <command>'.
 
     Operation names are the operations' own; with `components`, they carry the component
-    that runs them as pyinfra shows it ('seed | base packages').
+    that runs them as pyinfra shows it ('seed | base packages'). `reads`, when given,
+    collects the name of each fact read on the host: the round trips of the plan, then of
+    the execution (listing the commands runs each operation again, as executing does).
     """
     declared = declare(None, **description)
     groups = {role: (hosts, {}) for role, hosts in declared.pyinfra_groups().items()}
@@ -61,6 +64,8 @@ def plan(
     def fake_get_fact(self: Host, cls, *args, **kwargs):
         # Facts of other hosts (e.g. their address) are looked up under "<host>:<fact>".
         table = facts.get(cls.name if self is host else f"{self.name}:{cls.name}")
+        if reads is not None and self is host:
+            reads.append(cls.name)
         key = _fact_key(kwargs)
         if table is None or key not in table:
             raise MissingFact(f"case gives no fact {cls.name} [{key}] for {self.name}")

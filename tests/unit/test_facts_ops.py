@@ -148,6 +148,16 @@ def test_a_link_in_place_of_a_file_to_remove_goes_and_its_target_stays(tmp_path,
     assert not dangling.is_symlink()
 
 
+def test_a_link_to_nothing_whose_removal_is_refused_is_put_back(tmp_path):
+    """`[ -e ]` does not see a link to nothing: it stayed under its .kubi-old name."""
+    path = tmp_path / "dangling"
+    path.symlink_to(tmp_path / "nowhere")
+    with pytest.raises(CommandFailed, match="the previous configuration is kept"):
+        run_op(ops.file, path=str(path), content=None, check="false")
+    assert os.readlink(path) == str(tmp_path / "nowhere")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dangling"]
+
+
 @pytest.mark.parametrize("content", ["ssh-ed25519 AAAA dave\n", "ssh-ed25519 BBBB other\n"])
 def test_a_link_swapped_in_between_plan_and_execute_is_refused(tmp_path, content):
     target, path = planted(tmp_path)

@@ -7,6 +7,7 @@ an invalid site is refused with nginx's own message and the running nginx keeps 
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import socket
@@ -17,10 +18,12 @@ from pathlib import Path
 
 import pytest
 
+import kubi.nginx
+from facts.nginx import NginxState
 from kubi import ops
 from kubi.templates import render
 
-from .localrun import CommandFailed, run_op
+from .localrun import CommandFailed, LocalHost, run_op
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 MODULES = Path("/etc/nginx/modules-enabled")
@@ -49,18 +52,17 @@ class Nginx:
         for sub in ("conf.d", "sites.conf.d", "streams.conf.d", "logs"):
             (root / sub).mkdir(parents=True, exist_ok=True)
         shutil.copy("/etc/nginx/mime.types", root / "mime.types")
-        self.conf.write_text(
-            render(
-                "nginx",
-                "nginx.conf",
-                nginx_dir=root,
-                modules_dir=MODULES,
-                log_dir=root / "logs",
-                pid_file=root / "nginx.pid",
-                worker_connections=64,
-                server_tokens=False,
-            )
+        self.text = render(
+            "nginx",
+            "nginx.conf",
+            nginx_dir=root,
+            modules_dir=MODULES,
+            log_dir=root / "logs",
+            pid_file=root / "nginx.pid",
+            worker_connections=64,
+            server_tokens=False,
         )
+        self.conf.write_text(self.text)
         self.check = f"{NGINX} -t -c {self.conf}"
         self.reload = f"{NGINX} -c {self.conf} -s reload"
 
@@ -173,3 +175,55 @@ def test_site_removal_and_permission_drift(nginx):
     assert not path.exists()
     assert get(port, expect="") == ""  # the site is gone once the reload took effect
     assert nginx.put_site("app", None) == []
+
+
+def test_state_fact_names_the_file_nginx_refuses(nginx, monkeypatch):
+    """A stray file kubi does not own: the fact names it, and the deploy's line says so."""
+    monkeypatch.setenv("PATH", f"{Path(NGINX).parent}:{os.environ['PATH']}")
+    local = LocalHost()
+    state = local.get_fact(NginxState, conf=str(nginx.conf))
+    assert (state["installed"], state["refused"]) == (True, None)
+    for folder in ("streams.conf.d", "sites.conf.d"):
+        stray = nginx.root / folder / "x.conf"
+        stray.write_text("garbage {\n")
+        refused = local.get_fact(NginxState, conf=str(nginx.conf))["refused"]
+        assert refused == {"file": str(stray), "line": 1, "error": 'unknown directive "garbage"'}
+        failed = subprocess.run(["sh", "-c", kubi.nginx.refused(refused)], capture_output=True)
+        assert failed.returncode == 1
+        assert failed.stderr.decode() == (
+            f'kubi: nginx refuses {stray}:1 (unknown directive "garbage"), so every reload '
+            "would fail: fix or remove that file, then run again\n"
+        )
+        stray.unlink()
+    assert local.get_fact(NginxState, conf=str(nginx.conf))["refused"] is None
+    assert local.fact_calls == ["facts.nginx.NginxState"] * 4  # one round trip each
+
+
+def test_refused_first_nginx_conf_is_removed_and_a_packaged_one_kept(nginx):
+    """deploys/nginx.py writes nginx.conf with the nginx -t check: when nginx refuses the
+    whole (here for a stray stream file), the message says what became of nginx.conf."""
+    (nginx.root / "streams.conf.d" / "x.conf").write_text("garbage {\n")
+    write = {"path": str(nginx.conf), "content": nginx.text, "check": nginx.check}
+
+    nginx.conf.unlink()  # no nginx.conf before kubi's first: it is removed again
+    with pytest.raises(CommandFailed) as failed:
+        run_op(ops.file, **write)
+    assert 'unknown directive "garbage"' in failed.value.stderr  # nginx's own message
+    assert failed.value.stderr.endswith(
+        "refused the change; the new file was removed again: nothing was there before\n"
+    )
+    assert "previous configuration is kept" not in failed.value.stderr
+    assert not any(p.name.startswith("nginx.conf") for p in nginx.root.iterdir())
+
+    # The package's own nginx.conf (which includes no streams) is there: it is put back.
+    packaged = f"events {{}}\nhttp {{ include {nginx.root}/sites.conf.d/*.conf; }}\n"
+    nginx.conf.write_text(packaged)
+    nginx.conf.chmod(0o644)
+    assert nginx.test().returncode == 0
+    with pytest.raises(CommandFailed) as failed:
+        run_op(ops.file, **write)
+    assert failed.value.stderr.endswith("refused the change; the previous configuration is kept\n")
+    assert nginx.conf.read_text() == packaged and nginx.test().returncode == 0
+    assert [p.name for p in nginx.root.iterdir() if p.name.startswith("nginx.conf")] == [
+        "nginx.conf"
+    ]
