@@ -123,3 +123,25 @@ def test_an_interrupted_dpkg_is_repaired_by_the_next_run(converged):
     )
     again = pyinfra("--json", "-y", "deploys/seed.py", "--limit", "lab-worker1")
     assert again.returncode == 0 and changed_ops(again) == {}
+
+
+def test_a_file_nginx_refuses_is_named_and_other_hosts_converge(converged):
+    from .conftest import failed_ops
+
+    repository = _address(converged, "repository")
+    stray = "/etc/nginx/streams.conf.d/zz-stray.conf"
+    assert lab.run_on(repository, f"echo 'garbage {{' > {stray}").returncode == 0
+    try:
+        result = pyinfra("--json", "-y", "deploys/all.py")
+        assert result.returncode != 0
+        said = result.stdout + result.stderr
+        assert f"kubi: nginx refuses {stray}:1" in said
+        assert "fix or remove that file, then run again" in said
+        failed = failed_ops(result)
+        assert failed["nginx accepts its configuration"] == ["lab-repository"]
+        # Only that host stopped (pyinfra counts its later operations as failed too).
+        assert {host for hosts in failed.values() for host in hosts} == {"lab-repository"}
+    finally:
+        lab.run_on(repository, f"rm -f {stray}")
+    again = pyinfra("--json", "-y", "deploys/all.py")
+    assert again.returncode == 0 and changed_ops(again) == {}
