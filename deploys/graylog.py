@@ -136,8 +136,10 @@ def repositories_and_packages(
     server.shell(
         name=f"log stack packages {' '.join(missing)}",
         commands=[
-            f"{ops.REPAIR_DPKG} && {env} apt-get -q update && "
-            f"{env} apt-get {ops.APT_OPTS} install {words}"
+            ops.apt_explained(
+                f"{ops.REPAIR_DPKG} && {env} apt-get -q update && "
+                f"{env} apt-get {ops.APT_OPTS} install {words}"
+            )
         ],
     )
 

@@ -251,8 +251,9 @@ def packages(names: list[str], update: bool = True):
     if missing:
         words = " ".join(shlex.quote(name) for name in missing)
         install = f"{APT_ENV} apt-get {APT_OPTS} install {words}"
-        yield f"{REPAIR_DPKG} && " + (
-            f"{APT_ENV} apt-get -q update && {install}" if update else install
+        yield apt_explained(
+            f"{REPAIR_DPKG} && "
+            + (f"{APT_ENV} apt-get -q update && {install}" if update else install)
         )
 
 
@@ -275,8 +276,23 @@ def system_upgrade(marker: str, upgrade: str, seeded: bool):
     if upgrade != "never":
         steps.append(f"{APT_ENV} apt-get {APT_OPTS} dist-upgrade")
     q = shlex.quote(marker)
-    steps.append(f"mkdir -p $(dirname {q}) && date -u +%FT%TZ > {q}")
-    yield " && ".join(steps)
+    yield (
+        apt_explained(" && ".join(steps)) + f" && mkdir -p $(dirname {q}) && date -u +%FT%TZ > {q}"
+    )
+
+
+def apt_explained(command: str) -> str:
+    """`command` (apt steps), which on failure says in one line when apt could not connect
+    to its proxy or mirror (instead of 35 lines whose key one is buried), else shows apt's
+    own output."""
+    return (
+        f"if ! out=$({command} 2>&1); then "
+        "to=$(printf '%s\\n' \"$out\" | sed -n 's/.*Could not connect to \\([^ ]*\\).*/\\1/p' | head -n 1); "
+        "why=$(printf '%s\\n' \"$out\" | sed -n 's/.*Could not connect to .* - \\(.*\\)$/\\1/p' | head -n 1); "
+        'if [ -n "$to" ]; then echo "kubi: apt could not connect to $to ($why): check that the '
+        "package proxy or mirror there runs and that this host reaches it (apt_proxy, "
+        'package_proxy)" >&2; else printf \'%s\\n\' "$out" >&2; fi; exit 1; fi'
+    )
 
 
 @operation()

@@ -145,3 +145,25 @@ def test_a_file_nginx_refuses_is_named_and_other_hosts_converge(converged):
         lab.run_on(repository, f"rm -f {stray}")
     again = pyinfra("--json", "-y", "deploys/all.py")
     assert again.returncode == 0 and changed_ops(again) == {}
+
+
+def test_a_package_proxy_that_is_down_is_said_in_one_line(converged):
+    repository, worker = _address(converged, "repository"), _address(converged, "workers")
+    # Removed and out of the local archive, so apt must fetch it.
+    assert (
+        lab.run_on(worker, "apt-get remove -y -q lsof >/dev/null 2>&1 && apt-get clean").returncode
+        == 0
+    )
+    assert lab.run_on(repository, "systemctl stop apt-cacher-ng").returncode == 0
+    try:
+        failed = pyinfra("-y", "deploys/seed.py", "--limit", "lab-worker1")
+        assert failed.returncode != 0
+        said = [line.strip() for line in (failed.stdout + failed.stderr).splitlines()]
+        wanted = "kubi: apt could not connect to repository.lab.kubi.internal:3142"
+        lines = [line for line in said if wanted in line]
+        assert len(lines) == 1 and "Connection refused" in lines[0], said[-20:]
+        assert "check that the package proxy or mirror there runs" in lines[0]
+        assert not [line for line in said if line.startswith(("Err:", "E: ", "W: "))]
+    finally:
+        lab.run_on(repository, "systemctl start apt-cacher-ng")
+    assert pyinfra("-y", "deploys/seed.py", "--limit", "lab-worker1").returncode == 0

@@ -190,7 +190,7 @@ def test_fresh_output_host(description, tmp_path):
     assert "apt-get -q update --error-on=any" in check
     assert "-o Dir::Etc::sourcelist=/etc/apt/sources.list.d/kubi-graylog.list" in check
     [install] = commands(lines, "log stack packages mongodb-org-server opensearch graylog-server")
-    assert install == (
+    assert install == ops.apt_explained(
         f"{ops.REPAIR_DPKG} && "
         "DISABLE_INSTALL_DEMO_CONFIG=true DEBIAN_FRONTEND=noninteractive apt-get -q update && "
         "DISABLE_INSTALL_DEMO_CONFIG=true DEBIAN_FRONTEND=noninteractive apt-get -q -y "

@@ -21,7 +21,7 @@ def facts(files=None, installed=None, active=False):
 
 def test_fresh_repository_host(description):
     lines = plan("deploys/package_proxy.py", "repo1", description, facts())
-    assert lines[0].endswith("install apt-cacher-ng")
+    assert "install apt-cacher-ng 2>&1)" in lines[0]
     conf = uploads(lines)[CONF]
     assert "Port: 3142" in conf
     assert "Proxy: http://10.20.0.1:3142" in conf  # the cache's own upstream: apt_proxy

@@ -80,7 +80,7 @@ def test_fresh_repository_host(description):
     assert names.index("registry configuration") < names.index("registry package")
     assert "registry configuration: mkdir -p -m 755 /etc/docker/registry" in lines
     assert any(
-        line.startswith("registry package: ") and line.endswith("install docker-registry")
+        line.startswith("registry package: ") and "install docker-registry 2>&1)" in line
         for line in lines
     )
     assert "registry storage /var/lib/docker-registry: mkdir -p /var/lib/docker-registry" in lines

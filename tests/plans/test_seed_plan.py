@@ -121,11 +121,15 @@ def test_fresh_control_plane_node(description):
         "apply Kubernetes sysctls",
     ]
     assert (
-        f"base packages: {ops.REPAIR_DPKG} && DEBIAN_FRONTEND=noninteractive apt-get -q -y "
-        "-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "
-        "install ca-certificates curl gnupg sudo chrony rsync jq "
-        "lsof conntrack socat ethtool iptables ipset"
-    ) in lines  # no second `apt-get update`: the first-seed upgrade just refreshed the lists
+        "base packages: "
+        + ops.apt_explained(
+            f"{ops.REPAIR_DPKG} && DEBIAN_FRONTEND=noninteractive apt-get -q -y "
+            "-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "
+            "install ca-certificates curl gnupg sudo chrony rsync jq "
+            "lsof conntrack socat ethtool iptables ipset"
+        )
+        in lines
+    )  # no second `apt-get update`: the first-seed upgrade just refreshed the lists
     written = uploads(lines)
     assert written["/etc/hosts"].splitlines() == [
         "127.0.0.1\tlocalhost",
@@ -206,10 +210,13 @@ def test_new_package_on_a_seeded_host_refreshes_lists_first(description):
     description["seed"] = {"extra_packages": ["htop"]}
     lines = plan("deploys/seed.py", "cp1", description, converged_facts(description, "cp1"))
     assert lines == [
-        f"base packages: {ops.REPAIR_DPKG} && "
-        "DEBIAN_FRONTEND=noninteractive apt-get -q update && DEBIAN_FRONTEND="
-        "noninteractive apt-get -q -y -o Dpkg::Options::=--force-confdef "
-        "-o Dpkg::Options::=--force-confold install htop"
+        "base packages: "
+        + ops.apt_explained(
+            f"{ops.REPAIR_DPKG} && "
+            "DEBIAN_FRONTEND=noninteractive apt-get -q update && DEBIAN_FRONTEND="
+            "noninteractive apt-get -q -y -o Dpkg::Options::=--force-confdef "
+            "-o Dpkg::Options::=--force-confold install htop"
+        )
     ]
 
 
