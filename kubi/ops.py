@@ -287,8 +287,10 @@ def apt_explained(command: str) -> str:
     own output."""
     return (
         f"if ! out=$({command} 2>&1); then "
-        "to=$(printf '%s\\n' \"$out\" | sed -n 's/.*Could not connect to \\([^ ]*\\).*/\\1/p' | head -n 1); "
-        "why=$(printf '%s\\n' \"$out\" | sed -n 's/.*Could not connect to .* - \\(.*\\)$/\\1/p' | head -n 1); "
+        "to=$(printf '%s\\n' \"$out\" "
+        "| sed -n 's/.*Could not connect to \\([^ ]*\\).*/\\1/p' | head -n 1); "
+        "why=$(printf '%s\\n' \"$out\" "
+        "| sed -n 's/.*Could not connect to .* - \\(.*\\)$/\\1/p' | head -n 1); "
         'if [ -n "$to" ]; then echo "kubi: apt could not connect to $to ($why): check that the '
         "package proxy or mirror there runs and that this host reaches it (apt_proxy, "
         'package_proxy)" >&2; else printf \'%s\\n\' "$out" >&2; fi; exit 1; fi'
