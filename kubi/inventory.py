@@ -78,6 +78,7 @@ def declare(inventory_file: str | None = None, **description: Any) -> DeclaredPl
         raise
     _current = DeclaredPlatform(config, source)
     if _under_pyinfra_cli():
+        _exit_nonzero_when_interrupted()
         # One run per platform from this machine (kubi.runlock); the hosts lock their own.
         from kubi.runlock import RunLocked, lock_deployer
 
@@ -145,6 +146,24 @@ def _display(path: str) -> str:
         return str(Path(path).resolve().relative_to(Path.cwd()))
     except ValueError:
         return path
+
+
+INTERRUPTED = (
+    "kubi: interrupted: commands already started on the hosts run to their end (an apt-get "
+    "may hold its lock for a minute or two), nothing else starts; run again to converge"
+)
+
+
+def _exit_nonzero_when_interrupted() -> None:
+    """pyinfra's CLI exits 0 on Ctrl+C ("Exiting upon user request!"): a script or CI job
+    would take an interrupted run for a finished one. Exit 130, as a shell does."""
+    import signal
+
+    def interrupted(signum: int, frame: Any) -> None:
+        print(INTERRUPTED, file=sys.stderr)
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGINT, interrupted)
 
 
 def _under_pyinfra_cli() -> bool:

@@ -4,6 +4,7 @@ an interrupted dpkg. Each test starts from the converged lab and leaves it conve
 from __future__ import annotations
 
 import fcntl
+import signal
 import subprocess
 import time
 
@@ -167,3 +168,29 @@ def test_a_package_proxy_that_is_down_is_said_in_one_line(converged):
     finally:
         lab.run_on(repository, "systemctl start apt-cacher-ng")
     assert pyinfra("-y", "deploys/seed.py", "--limit", "lab-worker1").returncode == 0
+
+
+def test_an_interrupted_run_exits_non_zero_and_a_rerun_converges(converged):
+    worker = _address(converged, "workers")
+    # Something for apt to fetch, so that the run is busy on the host when interrupted.
+    removed = lab.run_on(worker, "apt-get remove -y -q lsof >/dev/null 2>&1 && apt-get clean")
+    assert removed.returncode == 0
+    run = subprocess.Popen(
+        [str(BIN / "pyinfra"), "inventories/lab.py", "-y", "deploys/seed.py", "--limit",
+         "lab-worker1"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    seen = []
+    for line in run.stdout:
+        seen.append(line)
+        if "Starting operation: seed | base packages" in line:
+            break
+        assert time.monotonic() < deadline, "".join(seen[-20:])
+    run.send_signal(signal.SIGINT)
+    err, _ = run.communicate(timeout=60)  # pyinfra's log and the summary, on one stream
+    assert run.returncode == 130, err[-2000:]
+    assert "kubi: interrupted: commands already started on the hosts run to their end" in err
+    rerun = pyinfra("-y", "deploys/seed.py", "--limit", "lab-worker1")
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert lab.run_on(worker, "command -v lsof").returncode == 0
