@@ -138,12 +138,14 @@ def _reap(keep: set[str]) -> int:
 
 
 def down(log: Log = print) -> None:
-    """Stop every lab host and remove all the lab put on this machine except the base cache,
-    the SSH key and apt-cacher-ng. Safe to run any number of times, also after a crash."""
+    """Stop every lab host and the lab's apt-cacher-ng, and remove all the lab put on this
+    machine except the base, the SSH key and the proxy's cache. Safe to run any number of
+    times, also after a crash."""
     machine.require_root()
     machine.refuse_other_lab()
     started = time.monotonic()
     count = _reap(set())
+    machine.stop_proxy()
     if (machine.SYSFS_NET / BRIDGE).exists():
         machine.run("ip", "link", "del", BRIDGE)
     if machine.guard_present():

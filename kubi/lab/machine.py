@@ -57,14 +57,10 @@ KERNEL_MODULES = {
 # budget (Debian's default: 128, so about a dozen hosts); kubelets take more.
 SYSCTL_FLOORS = {"fs.inotify.max_user_instances": 1024, "fs.inotify.max_user_watches": 524288}
 
-ACNG_DIR = Path("/etc/apt-cacher-ng")
-ACNG_SNIPPET = (
-    "# Written by `kubi lab up`: serve the lab on loopback and the lab bridge only.\n"
-    f"Port: {PROXY_PORT}\n"
-    f"BindAddress: 127.0.0.1 {GATEWAY}\n"
-    "# HTTPS repositories, asked for as http://HTTPS///host/path, go to port 443.\n"
-    "AllowUserPorts: 80 443\n"
-)
+ACNG_DIR = Path("/etc/apt-cacher-ng")  # the package's configuration, copied for the lab's own
+# What earlier labs wrote into the machine's own apt-cacher-ng configuration.
+OLD_SNIPPET = ACNG_DIR / "zz_kubi_lab.conf"
+ACNG_USER = "apt-cacher-ng"
 # The packaged default backend does not resolve on these machines ("503 Host not found").
 ACNG_BACKEND = f"{plan.MIRROR}/\n"
 PROPAGATE_DIR = Path("/run/systemd/nspawn/propagate")
@@ -374,35 +370,76 @@ def ensure_bridge() -> None:
 
 def proxy_serving() -> bool:
     sockets = plan.listening(run("ss", "-Hltn").stdout)
-    wanted = {f"127.0.0.1:{PROXY_PORT}", f"{GATEWAY}:{PROXY_PORT}"}
-    return wanted <= sockets and f"0.0.0.0:{PROXY_PORT}" not in sockets
+    return {f"127.0.0.1:{PROXY_PORT}", f"{GATEWAY}:{PROXY_PORT}"} <= sockets
 
 
-def _restart_proxy() -> None:
-    """systemd when it is PID 1, else the init script (which drops root to apt-cacher-ng).
-    A restart also starts a service that is installed but stopped."""
-    if Path("/run/systemd/system").is_dir():
-        argv = ["systemctl", "restart", "apt-cacher-ng"]
-    else:
-        argv = ["/etc/init.d/apt-cacher-ng", "restart"]
-    # The daemon must not hold our pipes open, and must not belong to the caller's session.
-    proc = subprocess.run(
-        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True, timeout=60, env={**os.environ, "PATH": PATH_ENV},
-    )  # fmt: skip
-    if proc.returncode != 0:
-        raise LabError(f"`{shlex.join(argv)}` failed; see /var/log/apt-cacher-ng/ and retry.")
+def _proxy_pid() -> int | None:
+    """The lab proxy's pid, only if that process is our apt-cacher-ng (its pid file may be
+    stale, and the number reused)."""
+    try:
+        pid = int((plan.proxy_dir() / "pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    argv = _cmdline(pid)
+    if argv and argv[0].endswith("apt-cacher-ng") and str(plan.proxy_dir() / "conf") in argv:
+        return pid
+    return None
+
+
+def stop_proxy() -> None:
+    """Stop the lab's own apt-cacher-ng, and no other."""
+    pid = _proxy_pid()
+    if pid is not None:
+        os.kill(pid, 15)
+        wait(lambda: _proxy_pid() is None and not Path(f"/proc/{pid}").exists(), 10, 0.1)
+
+
+def _proxy_config() -> str:
+    d = plan.proxy_dir()
+    return (
+        "# Written by `kubi lab up`: the lab's own apt-cacher-ng, on loopback and the lab\n"
+        "# bridge only, with its own cache, log and pid file.\n"
+        f"Port: {PROXY_PORT}\n"
+        f"BindAddress: 127.0.0.1 {GATEWAY}\n"
+        f"CacheDir: {plan.PROXY_CACHE}\n"
+        f"LogDir: {d / 'log'}\n"
+        f"PidFile: {d / 'pid'}\n"
+        f"SocketPath: {d / 'socket'}\n"
+        "# HTTPS repositories, asked for as http://HTTPS///host/path, go to port 443.\n"
+        "AllowUserPorts: 80 443\n"
+    )
 
 
 def ensure_proxy(log: Log) -> None:
-    """apt-cacher-ng on loopback and the bridge address, (re)started whenever not serving."""
-    changed = write(ACNG_DIR / "zz_kubi_lab.conf", ACNG_SNIPPET)
-    changed |= write(ACNG_DIR / "backends_debian", ACNG_BACKEND)
-    if changed or not proxy_serving():
-        _restart_proxy()
-        if not wait(proxy_serving, 15, 0.2):
-            raise LabError(
-                f"apt-cacher-ng does not listen on 127.0.0.1 and {GATEWAY} port {PROXY_PORT}; "
-                "see /var/log/apt-cacher-ng/apt-cacher.err."
-            )
-        log(f"lab: apt-cacher-ng serving on 127.0.0.1 and {GATEWAY} port {PROXY_PORT}")
+    """The lab's own apt-cacher-ng on loopback and the bridge address, started when it is
+    not serving. The machine's own apt-cacher-ng, if any, is never touched."""
+    OLD_SNIPPET.unlink(missing_ok=True)  # an earlier lab's change to the machine's service
+    d = plan.proxy_dir()
+    conf = d / "conf"
+    changed = False
+    for source in ACNG_DIR.iterdir():  # the package's mappings and defaults
+        if source.is_file() and source.name != OLD_SNIPPET.name:
+            changed |= write(conf / source.name, source.read_text())
+    changed |= write(conf / "backends_debian", ACNG_BACKEND)
+    changed |= write(conf / "zz_kubi_lab.conf", _proxy_config())
+    for folder in (d, d / "log", plan.PROXY_CACHE):
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.chown(folder, ACNG_USER, ACNG_USER)
+    if changed:
+        stop_proxy()
+    if proxy_serving():
+        return
+    stop_proxy()
+    # Dropped to the package's own account, detached from the caller's session and pipes.
+    proc = subprocess.run(
+        ["setpriv", f"--reuid={ACNG_USER}", f"--regid={ACNG_USER}", "--init-groups",
+         "apt-cacher-ng", "-c", str(conf), "ForeGround=0"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True, timeout=60, env={**os.environ, "PATH": PATH_ENV},
+    )  # fmt: skip
+    if proc.returncode != 0 or not wait(proxy_serving, 15, 0.2):
+        raise LabError(
+            f"the lab's apt-cacher-ng does not listen on 127.0.0.1 and {GATEWAY} port "
+            f"{PROXY_PORT} (is the port taken?); see {d / 'log'}/apt-cacher.err."
+        )
+    log(f"lab: apt-cacher-ng serving on 127.0.0.1 and {GATEWAY} port {PROXY_PORT}")

@@ -24,8 +24,12 @@ BRIDGE = "kubibr0"
 SUBNET = ipaddress.ip_network("10.77.0.0/24")
 GATEWAY = str(SUBNET.network_address + 1)
 GUARD_RANGE = "10.77.0.0/16"
-PROXY_PORT = 3142
+# The lab's own apt-cacher-ng process (not the machine's service, which it leaves alone),
+# on a port of its own so that both can run; its cache outlives labs (a fresh lab then
+# fetches nothing twice), in a folder of its own.
+PROXY_PORT = 3149
 APT_PROXY = f"http://{GATEWAY}:{PROXY_PORT}"
+PROXY_CACHE = Path(os.environ.get("KUBI_LAB_PROXY_CACHE", "/var/cache/kubi-lab-proxy")).resolve()
 MIRROR = "http://deb.debian.org/debian"  # apt-cacher-ng's backend for Debian
 
 FIRST_HOST_OCTET = 11  # .2-.10 stay free for anything the lab may add on the bridge later
@@ -324,6 +328,13 @@ def base_marker() -> Path:
 
 def key_path() -> Path:
     return LAB_DIR / "id_ed25519"
+
+
+def proxy_dir() -> Path:
+    """The lab proxy's configuration, log, socket and pid file (its cache: PROXY_CACHE).
+    Not under LAB_DIR, which may be a folder only root can enter: the proxy runs as its
+    package's account. One lab per machine, so one such folder."""
+    return Path("/run/kubi-lab-proxy")
 
 
 def known_hosts_file() -> Path:

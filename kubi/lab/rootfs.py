@@ -21,7 +21,8 @@ BASE_PACKAGES = (
     "netbase",
 )  # fmt: skip
 # Content of the base's completion marker: a change of recipe rebuilds the cached base.
-BASE_RECIPE = f"kubi-lab base v2 {SUITE} " + ",".join(BASE_PACKAGES)
+# v3: the lab proxy moved to its own port (written into the base's apt configuration).
+BASE_RECIPE = f"kubi-lab base v3 {SUITE} " + ",".join(BASE_PACKAGES)
 
 
 def ensure_key() -> Path:

@@ -4,9 +4,11 @@ an interrupted dpkg. Each test starts from the converged lab and leaves it conve
 from __future__ import annotations
 
 import fcntl
+import shutil
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -194,3 +196,43 @@ def test_an_interrupted_run_exits_non_zero_and_a_rerun_converges(converged):
     rerun = pyinfra("-y", "deploys/seed.py", "--limit", "lab-worker1")
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert lab.run_on(worker, "command -v lsof").returncode == 0
+
+
+def test_the_lab_proxy_leaves_other_apt_cacher_ng_processes_alone(lab_state):
+    """Another apt-cacher-ng on the machine (its own port and folders) keeps running while
+    the lab restarts its own; `/etc/init.d/apt-cacher-ng restart` used to stop them all."""
+    from kubi.lab import machine
+
+    # Where apt-cacher-ng's account can read (a pytest folder is root's alone).
+    neighbour = Path("/run/kubi-test-neighbour-proxy")
+    shutil.rmtree(neighbour, ignore_errors=True)
+    for folder in ("conf", "cache", "log"):
+        (neighbour / folder).mkdir(parents=True)
+    for source in machine.ACNG_DIR.iterdir():
+        if source.is_file():
+            (neighbour / "conf" / source.name).write_text(source.read_text())
+    (neighbour / "conf" / "zz_kubi_lab.conf").unlink(missing_ok=True)
+    subprocess.run(["chown", "-R", machine.ACNG_USER, str(neighbour)], check=True)
+    settings = [f"{k}={neighbour / v}" for k, v in (
+        ("CacheDir", "cache"), ("LogDir", "log"), ("PidFile", "pid"), ("SocketPath", "socket"),
+    )]  # fmt: skip
+    started = subprocess.run(
+        ["setpriv", f"--reuid={machine.ACNG_USER}", f"--regid={machine.ACNG_USER}",
+         "--init-groups", "apt-cacher-ng", "-c", str(neighbour / "conf"), "ForeGround=0",
+         "Port=3151", "BindAddress=127.0.0.1", *settings],
+        stdin=subprocess.DEVNULL, capture_output=True, start_new_session=True, timeout=60,
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    assert machine.wait(
+        lambda: "127.0.0.1:3151" in lab.listening(machine.run("ss", "-Hltn").stdout), 15
+    )
+    pid = int((neighbour / "pid").read_text().split()[0])
+    try:
+        machine.stop_proxy()
+        machine.ensure_proxy(lambda _: None)
+        assert machine.proxy_serving()
+        assert Path(f"/proc/{pid}").exists()  # the neighbour still runs
+        assert "127.0.0.1:3151" in lab.listening(machine.run("ss", "-Hltn").stdout)
+    finally:
+        subprocess.run(["kill", str(pid)], check=False)
+        shutil.rmtree(neighbour, ignore_errors=True)
