@@ -70,7 +70,6 @@ class Opening:
 class Ruleset:
     """The rules of one host, and their nftables text."""
 
-    host: str
     openings: tuple[Opening, ...]
     # Kubernetes nodes only: sources that may open anything (other nodes and the pods),
     # etcd excepted, and the NodePort filter.
@@ -179,7 +178,6 @@ def ruleset(cfg: Platform, node: Host, ip_of: dict[str, str]) -> Ruleset:
             nodeports.append(Opening(ports, _nets(sources), why, proto="tcp, udp"))
     people_ports = (cfg.cockpit.port, cfg.cockpit.api_port) if "input" in roles else ()
     return Ruleset(
-        host=node.name,
         openings=tuple(openings),
         cluster_peers=peers,
         nodeports=tuple(nodeports),

@@ -377,11 +377,11 @@ def _proxy_pid() -> int | None:
     """The lab proxy's pid, only if that process is our apt-cacher-ng (its pid file may be
     stale, and the number reused)."""
     try:
-        pid = int((plan.proxy_dir() / "pid").read_text().split()[0])
+        pid = int((plan.PROXY_DIR / "pid").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return None
     argv = _cmdline(pid)
-    if argv and argv[0].endswith("apt-cacher-ng") and str(plan.proxy_dir() / "conf") in argv:
+    if argv and argv[0].endswith("apt-cacher-ng") and str(plan.PROXY_DIR / "conf") in argv:
         return pid
     return None
 
@@ -395,7 +395,7 @@ def stop_proxy() -> None:
 
 
 def _proxy_config() -> str:
-    d = plan.proxy_dir()
+    d = plan.PROXY_DIR
     return (
         "# Written by `kubi lab up`: the lab's own apt-cacher-ng, on loopback and the lab\n"
         "# bridge only, with its own cache, log and pid file.\n"
@@ -410,11 +410,23 @@ def _proxy_config() -> str:
     )
 
 
+def start_apt_cacher_ng(conf: Path, *settings: str) -> subprocess.CompletedProcess:
+    """Start an apt-cacher-ng daemon from the configuration folder `conf` (with `Key=value`
+    overrides), dropped to the package's own account, detached from the caller's session."""
+    return subprocess.run(
+        ["setpriv", f"--reuid={ACNG_USER}", f"--regid={ACNG_USER}", "--init-groups",
+         "apt-cacher-ng", "-c", str(conf), "ForeGround=0", *settings],
+        # The daemon must not hold our pipes open.
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True, timeout=60, env={**os.environ, "PATH": PATH_ENV},
+    )  # fmt: skip
+
+
 def ensure_proxy(log: Log) -> None:
     """The lab's own apt-cacher-ng on loopback and the bridge address, started when it is
     not serving. The machine's own apt-cacher-ng, if any, is never touched."""
     OLD_SNIPPET.unlink(missing_ok=True)  # an earlier lab's change to the machine's service
-    d = plan.proxy_dir()
+    d = plan.PROXY_DIR
     conf = d / "conf"
     changed = False
     for source in ACNG_DIR.iterdir():  # the package's mappings and defaults
@@ -430,14 +442,7 @@ def ensure_proxy(log: Log) -> None:
     if proxy_serving():
         return
     stop_proxy()
-    # Dropped to the package's own account, detached from the caller's session and pipes.
-    proc = subprocess.run(
-        ["setpriv", f"--reuid={ACNG_USER}", f"--regid={ACNG_USER}", "--init-groups",
-         "apt-cacher-ng", "-c", str(conf), "ForeGround=0"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True, timeout=60, env={**os.environ, "PATH": PATH_ENV},
-    )  # fmt: skip
-    if proc.returncode != 0 or not wait(proxy_serving, 15, 0.2):
+    if start_apt_cacher_ng(conf).returncode != 0 or not wait(proxy_serving, 15, 0.2):
         raise LabError(
             f"the lab's apt-cacher-ng does not listen on 127.0.0.1 and {GATEWAY} port "
             f"{PROXY_PORT} (is the port taken?); see {d / 'log'}/apt-cacher.err."

@@ -29,6 +29,9 @@ GUARD_RANGE = "10.77.0.0/16"
 # fetches nothing twice), in a folder of its own.
 PROXY_PORT = 3149
 APT_PROXY = f"http://{GATEWAY}:{PROXY_PORT}"
+# Its configuration, log, socket and pid file: not under LAB_DIR, which may be a folder only
+# root can enter (the proxy runs as its package's account); one lab per machine, one folder.
+PROXY_DIR = Path("/run/kubi-lab-proxy")
 PROXY_CACHE = Path(os.environ.get("KUBI_LAB_PROXY_CACHE", "/var/cache/kubi-lab-proxy")).resolve()
 MIRROR = "http://deb.debian.org/debian"  # apt-cacher-ng's backend for Debian
 
@@ -328,13 +331,6 @@ def base_marker() -> Path:
 
 def key_path() -> Path:
     return LAB_DIR / "id_ed25519"
-
-
-def proxy_dir() -> Path:
-    """The lab proxy's configuration, log, socket and pid file (its cache: PROXY_CACHE).
-    Not under LAB_DIR, which may be a folder only root can enter: the proxy runs as its
-    package's account. One lab per machine, so one such folder."""
-    return Path("/run/kubi-lab-proxy")
 
 
 def known_hosts_file() -> Path:

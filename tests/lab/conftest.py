@@ -50,6 +50,11 @@ def lab_state():
         lab.down()
 
 
+def address_of(state, role: str) -> str:
+    """The address of the (first) lab host of `role`."""
+    return next(h for h in state.hosts if h.role == role).address
+
+
 def pyinfra(
     *args: str, env: dict | None = None, inventory: str = "inventories/lab.py"
 ) -> subprocess.CompletedProcess:

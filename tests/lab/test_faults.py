@@ -15,7 +15,7 @@ import pytest
 from kubi import lab, runlock
 from kubi.inventory import load
 
-from .conftest import BIN, ROOT, changed_ops, pyinfra
+from .conftest import BIN, ROOT, address_of, changed_ops, failed_ops, pyinfra
 
 pytestmark = pytest.mark.lab
 
@@ -25,10 +25,6 @@ def converged(lab_state):
     result = pyinfra("-y", "deploys/all.py")
     assert result.returncode == 0, result.stderr[-3000:]
     return lab_state
-
-
-def _address(state, role: str) -> str:
-    return next(h for h in state.hosts if h.role == role).address
 
 
 def _start(*args: str) -> subprocess.Popen:
@@ -81,7 +77,7 @@ def test_overlapping_runs_never_damage_a_file(converged):
 
 
 def test_a_host_held_by_another_deployer_stops_the_run_until_unlocked(converged):
-    worker = _address(converged, "workers")
+    worker = address_of(converged, "workers")
     lab.check_route(worker)
     other = "alice@elsewhere (pid 4242) since 2026-11-27 03:00:00 UTC, platform lab"
     holder = subprocess.Popen(
@@ -106,7 +102,7 @@ def test_a_host_held_by_another_deployer_stops_the_run_until_unlocked(converged)
 
 
 def test_an_interrupted_dpkg_is_repaired_by_the_next_run(converged):
-    worker = _address(converged, "workers")
+    worker = address_of(converged, "workers")
     # A dpkg killed mid-way leaves its journal; apt then refuses everything, as on the lab
     # after a host died during an install.
     broken = lab.run_on(
@@ -129,9 +125,7 @@ def test_an_interrupted_dpkg_is_repaired_by_the_next_run(converged):
 
 
 def test_a_file_nginx_refuses_is_named_and_other_hosts_converge(converged):
-    from .conftest import failed_ops
-
-    repository = _address(converged, "repository")
+    repository = address_of(converged, "repository")
     stray = "/etc/nginx/streams.conf.d/zz-stray.conf"
     assert lab.run_on(repository, f"echo 'garbage {{' > {stray}").returncode == 0
     try:
@@ -151,7 +145,7 @@ def test_a_file_nginx_refuses_is_named_and_other_hosts_converge(converged):
 
 
 def test_a_package_proxy_that_is_down_is_said_in_one_line(converged):
-    repository, worker = _address(converged, "repository"), _address(converged, "workers")
+    repository, worker = address_of(converged, "repository"), address_of(converged, "workers")
     # Removed and out of the local archive, so apt must fetch it.
     assert (
         lab.run_on(worker, "apt-get remove -y -q lsof >/dev/null 2>&1 && apt-get clean").returncode
@@ -173,7 +167,7 @@ def test_a_package_proxy_that_is_down_is_said_in_one_line(converged):
 
 
 def test_an_interrupted_run_exits_non_zero_and_a_rerun_converges(converged):
-    worker = _address(converged, "workers")
+    worker = address_of(converged, "workers")
     # Something for apt to fetch, so that the run is busy on the host when interrupted.
     removed = lab.run_on(worker, "apt-get remove -y -q lsof >/dev/null 2>&1 && apt-get clean")
     assert removed.returncode == 0
@@ -216,12 +210,9 @@ def test_the_lab_proxy_leaves_other_apt_cacher_ng_processes_alone(lab_state):
     settings = [f"{k}={neighbour / v}" for k, v in (
         ("CacheDir", "cache"), ("LogDir", "log"), ("PidFile", "pid"), ("SocketPath", "socket"),
     )]  # fmt: skip
-    started = subprocess.run(
-        ["setpriv", f"--reuid={machine.ACNG_USER}", f"--regid={machine.ACNG_USER}",
-         "--init-groups", "apt-cacher-ng", "-c", str(neighbour / "conf"), "ForeGround=0",
-         "Port=3151", "BindAddress=127.0.0.1", *settings],
-        stdin=subprocess.DEVNULL, capture_output=True, start_new_session=True, timeout=60,
-    )  # fmt: skip
+    started = machine.start_apt_cacher_ng(
+        neighbour / "conf", "Port=3151", "BindAddress=127.0.0.1", *settings
+    )
     assert started.returncode == 0, started.stderr
     assert machine.wait(
         lambda: "127.0.0.1:3151" in lab.listening(machine.run("ss", "-Hltn").stdout), 15

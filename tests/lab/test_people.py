@@ -13,7 +13,7 @@ import pytest
 
 from kubi import components, lab
 
-from .conftest import changed_ops, pyinfra
+from .conftest import address_of, changed_ops, pyinfra
 
 pytestmark = pytest.mark.lab
 
@@ -165,10 +165,6 @@ def test_person_removed_from_the_config_loses_the_account(converged, ssh_config,
     assert lab.run_on(input_host.address, "test -e /home/lab-temp").returncode == 1
 
 
-def _input_address(converged) -> str:
-    return next(h for h in converged.hosts if h.role == "input").address
-
-
 def _as_developer(ssh_config, command: str) -> subprocess.CompletedProcess:
     return ssh(ssh_config, "lab-dev@lab-input", command)
 
@@ -194,13 +190,13 @@ def test_a_key_a_developer_adds_to_their_own_home_does_not_log_in(converged, ssh
         assert refused.returncode == 255 and "Permission denied" in refused.stderr
         # The configured key still logs in, and the deploy (root) still connects.
         assert _as_developer(ssh_config, "id -un").stdout.strip() == "lab-dev"
-        assert lab.run_on(_input_address(converged), "true").returncode == 0
+        assert lab.run_on(address_of(converged, "input"), "true").returncode == 0
     finally:
         _as_developer(ssh_config, "rm -f ~/.ssh/authorized_keys")
 
 
 def test_a_link_in_a_developer_s_home_never_reaches_root_s_files(converged, ssh_config):
-    address = _input_address(converged)
+    address = address_of(converged, "input")
     shadow = "stat -c '%U:%G %a' /etc/shadow"
     before = lab.run_on(address, shadow)
     assert before.returncode == 0 and before.stdout.startswith("root:"), before.stderr
@@ -229,10 +225,6 @@ REFUSED = 7
 PROBE = "curl -s -o /dev/null --max-time 3 {url} </dev/null; echo $?"
 
 
-def _address(converged, role: str) -> str:
-    return next(h for h in converged.hosts if h.role == role).address
-
-
 def _probe(run, urls: dict[str, str]) -> dict[str, int]:
     """Each URL's curl exit code, tried in one SSH session through `run`."""
     script = "; ".join(PROBE.format(url=shlex.quote(url)) for url in urls.values())
@@ -244,11 +236,11 @@ def _probe(run, urls: dict[str, str]) -> dict[str, int]:
 def _other_hosts(converged) -> dict[str, str]:
     """A listening service of each other host, as a URL (curl speaks raw TCP as telnet://)."""
     return {
-        "output nginx": f"http://{_address(converged, 'output')}/",
-        "package proxy": f"http://{_address(converged, 'repository')}:3142/",
-        "registry": f"https://{_address(converged, 'repository')}/",
-        "control plane ssh": f"telnet://{_address(converged, 'control_plane')}:22",
-        "worker ssh": f"telnet://{_address(converged, 'workers')}:22",
+        "output nginx": f"http://{address_of(converged, 'output')}/",
+        "package proxy": f"http://{address_of(converged, 'repository')}:3142/",
+        "registry": f"https://{address_of(converged, 'repository')}/",
+        "control plane ssh": f"telnet://{address_of(converged, 'control_plane')}:22",
+        "worker ssh": f"telnet://{address_of(converged, 'workers')}:22",
     }
 
 
@@ -276,7 +268,7 @@ def test_an_operator_still_reaches_the_other_hosts(converged, ssh_config):
 
 
 def test_a_developer_cannot_tunnel_out_of_the_input_host(converged, ssh_config, tmp_path):
-    cp1 = _address(converged, "control_plane")
+    cp1 = address_of(converged, "control_plane")
     # ProxyCommand through the developer's shell (bash's /dev/tcp, both directions): the
     # firewall refuses the connection.
     relay = "'exec 3<>/dev/tcp/%h/%p; cat <&3 & exec cat >&3'"
@@ -288,7 +280,7 @@ def test_a_developer_cannot_tunnel_out_of_the_input_host(converged, ssh_config, 
                   "lab-ops@lab-cp1", "hostname")  # fmt: skip
     assert allowed.stdout.strip() == "lab-cp1", allowed.stderr
     # -W and -L to another host: sshd refuses to open the channel.
-    for target in (f"{cp1}:22", f"{_address(converged, 'output')}:80"):
+    for target in (f"{cp1}:22", f"{address_of(converged, 'output')}:80"):
         channel = ssh(ssh_config, "-W", target, "lab-dev@lab-input")
         assert channel.returncode == 255 and "stdio forwarding failed" in channel.stderr
     forward = subprocess.Popen(
@@ -311,24 +303,24 @@ def test_a_developer_cannot_tunnel_out_of_the_input_host(converged, ssh_config, 
 def test_hosts_take_each_port_only_from_the_hosts_that_need_it(converged):
     # A root shell of the repository host is not the input host: no SSH to the nodes.
     from_repository = _probe(
-        lambda script: lab.run_on(_address(converged, "repository"), script),
+        lambda script: lab.run_on(address_of(converged, "repository"), script),
         {
-            "worker ssh": f"telnet://{_address(converged, 'workers')}:22",
-            "input ssh": f"telnet://{_address(converged, 'input')}:22",
-            "output nginx": f"http://{_address(converged, 'output')}/",
+            "worker ssh": f"telnet://{address_of(converged, 'workers')}:22",
+            "input ssh": f"telnet://{address_of(converged, 'input')}:22",
+            "output nginx": f"http://{address_of(converged, 'output')}/",
         },
     )
     refused = {name: code == REFUSED for name, code in from_repository.items()}
     assert refused == {"worker ssh": True, "input ssh": False, "output nginx": False}
     from_input = _probe(
-        lambda script: lab.run_on(_address(converged, "input"), script),
-        {"worker ssh": f"telnet://{_address(converged, 'workers')}:22"},
+        lambda script: lab.run_on(address_of(converged, "input"), script),
+        {"worker ssh": f"telnet://{address_of(converged, 'workers')}:22"},
     )
     assert from_input["worker ssh"] != REFUSED
 
 
 def test_the_firewall_never_locks_the_deploy_out_and_repairs_itself(converged, tmp_path):
-    worker = _address(converged, "workers")
+    worker = address_of(converged, "workers")
     listed = "nft list table inet kubi | sed -n 's/.*comment \"\\(.*\\)\"$/\\1/p' | head -1"
     before = lab.run_on(worker, listed).stdout
     # A config that would refuse the machine's next SSH connection is refused, unchanged.
