@@ -8,9 +8,34 @@ Runs first in deploys/all.py, before the seed of the other hosts uses it.
     pyinfra inventories/lab.py deploys/package_proxy.py
 """
 
+from __future__ import annotations
+
+from ipaddress import ip_address
+from urllib.parse import urlsplit
+
 from kubi import ops
 from kubi.deploy import component, entry_script, platform
 from kubi.templates import render
+
+# apt-cacher-ng 3.7 asks DNS about an upstream given as an address (an SRV query, then A and
+# AAAA for "10.0.0.1" as a name). Where DNS does not answer (an offline platform), each of
+# the first requests after a restart waits 17 s and fails with "500 Remote or cache error".
+# So an address is given to it under a name that /etc/hosts answers at once.
+UPSTREAM_NAMES = {"proxy": "kubi-package-upstream", "mirror": "kubi-package-mirror"}
+
+
+def named(url: str | None, name: str) -> tuple[str | None, str | None]:
+    """`url` with an address host replaced by `name`, and the /etc/hosts line for it
+    (None when the host is already a name)."""
+    if url is None:
+        return None, None
+    parts = urlsplit(url)
+    try:
+        address = ip_address(parts.hostname or "")
+    except ValueError:
+        return url, None
+    netloc = name if parts.port is None else f"{name}:{parts.port}"
+    return parts._replace(netloc=netloc).geturl(), f"{address}\t{name}"
 
 
 @component("package_proxy")
@@ -18,6 +43,20 @@ def package_proxy() -> None:
     cfg = platform()
     settings = cfg.package_proxy
     restart = "systemctl restart apt-cacher-ng"
+    upstream, upstream_line = named(
+        settings.upstream_proxy or cfg.apt_proxy, UPSTREAM_NAMES["proxy"]
+    )
+    mirror, mirror_line = named(settings.debian_mirror, UPSTREAM_NAMES["mirror"])
+    lines = [line for line in (upstream_line, mirror_line) if line]
+    ops.block(
+        name="apt-cacher-ng upstream addresses named in /etc/hosts",
+        path="/etc/hosts",
+        content="\n".join(lines) if lines else None,
+        marker="kubi package_proxy",
+        required=("127.0.0.1 localhost",),
+        # It keeps what it resolved (DnsCacheSeconds); not running yet on a fresh host.
+        reload="systemctl try-restart apt-cacher-ng",
+    )
     ops.packages(name="apt-cacher-ng package", names=["apt-cacher-ng"])
     ops.file(
         name="apt-cacher-ng settings",
@@ -26,14 +65,14 @@ def package_proxy() -> None:
             "package_proxy",
             "acng.conf",
             port=settings.port,
-            upstream_proxy=settings.upstream_proxy or cfg.apt_proxy,
+            upstream_proxy=upstream,
         ),
         reload=restart,
     )
     ops.file(
         name="apt-cacher-ng Debian mirror",
         path="/etc/apt-cacher-ng/backends_debian",
-        content=f"{settings.debian_mirror}\n",
+        content=f"{mirror}\n",
         reload=restart,
     )
     ops.service(name="apt-cacher-ng running", unit="apt-cacher-ng")

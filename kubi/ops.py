@@ -298,16 +298,23 @@ def apt_explained(command: str) -> str:
 
 
 @operation()
-def block(path: str, content: str, marker: str = "kubi", required: tuple[str, ...] = ()):
+def block(
+    path: str,
+    content: str | None,
+    marker: str = "kubi",
+    required: tuple[str, ...] = (),
+    reload: str | None = None,
+):
     """
     Keep a marked block of lines in a file the system shares with others (e.g. /etc/hosts).
 
     + path: remote file
-    + content: the block's lines (without markers)
+    + content: the block's lines (without markers); ``None`` removes the block
     + marker: names the ``# BEGIN <marker>`` / ``# END <marker>`` lines
     + required: lines the file must hold outside the block, as ``<first field> <name>``
       (``127.0.0.1 localhost``): a file where none has that first field and that name is
       damaged, and the line is put back at its top
+    + reload: command run after a change (a service that reads the file only at start)
 
     Lines outside the block are kept as they are. The new file is written apart, then
     renamed over the old one (with its owner and mode), so no reader and no interrupted
@@ -335,17 +342,17 @@ def block(path: str, content: str, marker: str = "kubi", required: tuple[str, ..
         f"if awk -v p={q} '$5 == p {{ found = 1 }} END {{ exit !found }}' /proc/self/mountinfo; "
         f"then cat {n} > {q} && rm -f {n}; "
         f"else {{ [ ! -e {q} ] || {{ chmod --reference={q} {n} && chown --reference={q} {n}; }}; }}"
-        f" && mv -f {n} {q}; fi"
+        f" && mv -f {n} {q}; fi" + (f" && {reload}" if reload else "")
     )
 
 
 def merge_block(
-    lines: list[str], content: str, marker: str, required: tuple[str, ...] = ()
+    lines: list[str], content: str | None, marker: str, required: tuple[str, ...] = ()
 ) -> list[str]:
-    """The file's lines with the marked block replaced (or appended when absent), and the
-    `required` lines that are missing put back at the top."""
+    """The file's lines with the marked block replaced (appended when absent, removed when
+    `content` is None), and the `required` lines that are missing put back at the top."""
     begin, end = f"# BEGIN {marker}", f"# END {marker}"
-    block_lines = [begin, *content.rstrip("\n").split("\n"), end]
+    block_lines = [] if content is None else [begin, *content.rstrip("\n").split("\n"), end]
     if begin in lines and end in lines[lines.index(begin) :]:
         start = lines.index(begin)
         stop = lines.index(end, start)

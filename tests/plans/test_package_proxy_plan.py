@@ -11,8 +11,12 @@ CONF = "/etc/apt-cacher-ng/zz_kubi.conf"
 MIRROR = "/etc/apt-cacher-ng/backends_debian"
 
 
-def facts(files=None, installed=None, active=False):
+HOSTS = ["127.0.0.1\tlocalhost", "10.20.0.3\trepo1"]
+
+
+def facts(files=None, installed=None, active=False, hosts=HOSTS):
     return {
+        "files.FileContents": {"path=/etc/hosts": hosts},
         "deb.DebPackages": {"_": installed or {}},
         "kubi.facts.ManagedFile": {f"path={p}": (files or {}).get(p) for p in (CONF, MIRROR)},
         "kubi.facts.ServiceState": {"unit=apt-cacher-ng": {"active": active, "enabled": active}},
@@ -21,10 +25,18 @@ def facts(files=None, installed=None, active=False):
 
 def test_fresh_repository_host(description):
     lines = plan("deploys/package_proxy.py", "repo1", description, facts())
-    assert "install apt-cacher-ng 2>&1)" in lines[0]
+    assert any("install apt-cacher-ng 2>&1)" in line for line in lines)
     conf = uploads(lines)[CONF]
     assert "Port: 3142" in conf
-    assert "Proxy: http://10.20.0.1:3142" in conf  # the cache's own upstream: apt_proxy
+    # The cache's own upstream, apt_proxy, by a name /etc/hosts answers: apt-cacher-ng
+    # would ask DNS about the address and stall 17 s per request where DNS is unreachable.
+    assert "Proxy: http://kubi-package-upstream:3142" in conf
+    assert uploads(lines)["/etc/hosts"].splitlines() == [
+        *HOSTS,
+        "# BEGIN kubi package_proxy",
+        "10.20.0.1\tkubi-package-upstream",
+        "# END kubi package_proxy",
+    ]
     assert "AllowUserPorts: 80 443" in conf  # HTTPS repositories as http://HTTPS///host/path
     assert "PassThroughPattern" not in conf  # no CONNECT: never an open relay
     assert uploads(lines)[MIRROR] == "http://deb.debian.org/debian/\n"
@@ -33,7 +45,10 @@ def test_fresh_repository_host(description):
 
 def test_converged_plans_nothing(description):
     written = uploads(plan("deploys/package_proxy.py", "repo1", description, facts()))
-    current = facts({p: managed(c) for p, c in written.items()}, {"apt-cacher-ng": ["3.7.4"]}, True)
+    hosts = written.pop("/etc/hosts").splitlines()
+    current = facts(
+        {p: managed(c) for p, c in written.items()}, {"apt-cacher-ng": ["3.7.4"]}, True, hosts
+    )
     assert plan("deploys/package_proxy.py", "repo1", description, current) == []
 
 
@@ -43,6 +58,27 @@ def test_direct_mirror_access_without_upstream_proxy(description):
     written = uploads(plan("deploys/package_proxy.py", "repo1", description, facts()))
     assert "Proxy:" not in written[CONF]
     assert written[MIRROR] == "http://mirror.example.invalid/debian/\n"
+    assert "/etc/hosts" not in written  # names only: nothing to add
+
+
+def test_a_mirror_given_by_address_is_named_and_a_stale_name_removed(description):
+    del description["apt_proxy"]
+    description["package_proxy"] = {"debian_mirror": "http://10.20.0.9/debian/"}
+    stale = [*HOSTS, "# BEGIN kubi package_proxy", "10.9.9.9\tkubi-package-upstream"]
+    stale.append("# END kubi package_proxy")
+    lines = plan("deploys/package_proxy.py", "repo1", description, facts(hosts=stale))
+    written = uploads(lines)
+    assert written[MIRROR] == "http://kubi-package-mirror/debian/\n"
+    assert written["/etc/hosts"].splitlines()[2:] == [
+        "# BEGIN kubi package_proxy",
+        "10.20.0.9\tkubi-package-mirror",
+        "# END kubi package_proxy",
+    ]
+    # A running proxy keeps resolved names for DnsCacheSeconds: restarted on a change.
+    assert any("systemctl try-restart apt-cacher-ng" in line for line in lines)
+    description["package_proxy"] = {"debian_mirror": "http://mirror.example.invalid/debian/"}
+    written = uploads(plan("deploys/package_proxy.py", "repo1", description, facts(hosts=stale)))
+    assert written["/etc/hosts"].splitlines() == HOSTS
 
 
 @pytest.mark.parametrize("host", ["in1", "out1", "cp1", "w1"])
