@@ -62,6 +62,20 @@ def _lab_status(args: argparse.Namespace) -> int:
     return 0 if all(r["running"] and r["ssh"] for r in rows) else 1
 
 
+def _lab_stop(args: argparse.Namespace) -> int:
+    from kubi import lab
+
+    lab.stop(args.hosts, kill=args.kill)
+    return 0
+
+
+def _lab_start(args: argparse.Namespace) -> int:
+    from kubi import lab
+
+    lab.start(args.hosts)
+    return 0
+
+
 def _lab_down(args: argparse.Namespace) -> int:
     from kubi import lab
 
@@ -141,6 +155,15 @@ def parser() -> argparse.ArgumentParser:
     )
     up.set_defaults(func=_lab_up)
     lab_sub.add_parser("status", help="show lab hosts").set_defaults(func=_lab_status)
+    stop = lab_sub.add_parser("stop", help="power lab hosts off, keeping their disks")
+    stop.add_argument("hosts", nargs="+", metavar="HOST", help="e.g. lab-worker1")
+    stop.add_argument(
+        "--kill", action="store_true", help="a power cut: no orderly shutdown, no goodbye"
+    )
+    stop.set_defaults(func=_lab_stop)
+    start = lab_sub.add_parser("start", help="boot stopped lab hosts again from their disks")
+    start.add_argument("hosts", nargs="+", metavar="HOST", help="e.g. lab-worker1")
+    start.set_defaults(func=_lab_start)
     lab_sub.add_parser("down", help="stop the lab, leave nothing behind").set_defaults(
         func=_lab_down
     )

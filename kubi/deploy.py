@@ -10,9 +10,9 @@ from typing import Any
 
 from pyinfra import host, logger, state
 from pyinfra.api import deploy
-from pyinfra.context import ctx_state
+from pyinfra.context import ctx_host, ctx_state
 
-from kubi import components
+from kubi import components, dropout
 from kubi.config import Host, Platform
 from kubi.facts import PrimaryIPv4
 from kubi.inventory import current
@@ -79,16 +79,23 @@ def component(name: str) -> Callable[[Callable[[], None]], Callable[..., Any]]:
     def wrap(func: Callable[[], None]) -> Callable[..., Any]:
         @functools.wraps(func)
         def body() -> None:
-            _lock_this_host()
-            if not set(me().roles) & set(spec.roles):
+            this, run = ctx_host.get(), ctx_state.get()
+            if this in run.failed_hosts:  # dropped out earlier in this run
                 return
-            if not platform().enabled(name):
-                logger.warning(
-                    f"{host.name}: component {name} is off in this platform "
-                    f"(components.{name} = false); nothing to do"
-                )
-                return
-            func()
+            try:
+                dropout.watch(this)
+                _lock_this_host()
+                if not set(me().roles) & set(spec.roles):
+                    return
+                if not platform().enabled(name):
+                    logger.warning(
+                        f"{host.name}: component {name} is off in this platform "
+                        f"(components.{name} = false); nothing to do"
+                    )
+                    return
+                func()
+            except dropout.LostWhilePlanning:
+                run.fail_hosts({this})  # said once by kubi.dropout; the others go on
 
         return deploy(name)(body)
 

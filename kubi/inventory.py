@@ -79,6 +79,9 @@ def declare(inventory_file: str | None = None, **description: Any) -> DeclaredPl
     _current = DeclaredPlatform(config, source)
     if _under_pyinfra_cli():
         _exit_nonzero_when_interrupted()
+        from kubi import dropout
+
+        dropout.install()  # a host lost mid-run drops out with one line, the others go on
         # One run per platform from this machine (kubi.runlock); the hosts lock their own.
         from kubi.runlock import RunLocked, lock_deployer
 

@@ -27,6 +27,8 @@ import weakref
 from pathlib import Path
 from typing import Any
 
+from kubi import dropout
+
 HOST_LOCK = "/run/kubi-deploy.lock"
 HOST_HOLDER = "/run/kubi-deploy.holder"  # "<pid of the holding process> <who> since <when>"
 LOCKED = 75  # exit status of the lock script when another run holds the lock
@@ -103,12 +105,19 @@ def lock_host(host: Any, state: Any, who: str) -> None:
     script = lock_script(who)
     if host.data.get("_sudo"):
         script = f"sudo -n sh -c {shlex.quote(script)}"
-    channel = client.get_transport().open_session()
-    channel.settimeout(30)
-    channel.exec_command(script)
-    first = channel.makefile("r").readline().strip()
+    try:
+        channel = client.get_transport().open_session()
+        channel.settimeout(30)
+        channel.exec_command(script)
+        first = channel.makefile("r").readline().strip()
+    except Exception as exc:  # a host that went down since pyinfra connected
+        if dropout.alive(host.connector):
+            raise
+        raise dropout.lost(host, state, exc) from None
     if first != "locked":
         channel.close()
+        if not first and not dropout.alive(host.connector):
+            raise dropout.lost(host, state, None)
         raise RunLocked(
             f"kubi: {host.name} is being deployed by another run: {_who(first)}; wait for it "
             f"to end, or if that run is gone: kubi unlock {host.name} --inventory <inventory>"

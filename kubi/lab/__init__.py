@@ -11,14 +11,14 @@ The engine knows no component and no platform config:
 - `plan`: names, the host plan, the state file, parsing of what the machine reports (pure);
 - `machine`: commands, the route check, kernel objects, packages, modules, bridge, proxy;
 - `rootfs`: the shared base and the per-host overlays;
-- `hosts`: the life cycle, `up` / `down` / `status` / `leftovers`.
+- `hosts`: the life cycle, `up` / `stop` / `start` / `down` / `status` / `leftovers`.
 `platform` describes the running lab as a kubi platform; it alone imports the platform
 config, and it is loaded on first use of its names here.
 """
 
 from __future__ import annotations
 
-from kubi.lab.hosts import down, is_running, leftovers, status, up
+from kubi.lab.hosts import down, is_running, is_stopped, leftovers, start, status, stop, up
 from kubi.lab.machine import check_route, run_on
 from kubi.lab.plan import (
     APT_PROXY,
@@ -50,9 +50,10 @@ _PLATFORM = ("platform_description", "person_key", "reachable", "LAB_PEOPLE")
 __all__ = [
     "APT_PROXY", "BRIDGE", "GATEWAY", "GUARD_RANGE", "LAB_DIR", "ROLES", "SUBNET", "LabError",
     "LabHost", "LabState", "assign_hosts", "cgroup_roots", "check_route", "down",
-    "guard_conflicts", "is_running", "known_hosts_file", "launcher_script", "leftovers",
-    "listening", "load_state", "netns_name", "nspawn_argv", "plan_hosts", "route_device",
-    "run_on", "ssh_argv", "status", "up", "veth_name", *_PLATFORM,
+    "guard_conflicts", "is_running", "is_stopped", "known_hosts_file", "launcher_script",
+    "leftovers", "listening", "load_state", "netns_name", "nspawn_argv", "plan_hosts",
+    "route_device", "run_on", "ssh_argv", "start", "status", "stop", "up", "veth_name",
+    *_PLATFORM,
 ]  # fmt: skip
 
 

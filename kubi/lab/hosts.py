@@ -7,6 +7,9 @@
   netns, veths, cgroups, orphan processes, stale state) is removed by `up` and by `down`.
   Lab objects are found by their names (netns `kubi-*`, links `kv-*`, cgroup `kubi-lab`,
   mounts under LAB_DIR/hosts), so no state file is needed to clean up.
+- `stop HOST` powers a host off and keeps its disk: it leaves the network (its netns goes,
+  as a switched-off machine's address stops answering); `start HOST`, and `up`, boot it
+  again from the same disk, with the same address and host keys.
 - `down` keeps the base rootfs and the SSH key, so the next `up` takes seconds, and leaves
   apt-cacher-ng running: a machine service on loopback (its bridge address goes away with
   the bridge); `up` restarts it whenever it is not serving.
@@ -42,6 +45,7 @@ from kubi.lab.plan import (
 
 SSH_TIMEOUT = 60.0  # seconds for every host to answer SSH after start
 STOP_TIMEOUT = 15.0  # seconds for an orderly poweroff before processes are killed
+STOPPED = "stopped"  # marker in a host's folder: powered off by `stop`, disk kept
 
 
 # --- finding and removing hosts ------------------------------------------------------------------
@@ -187,6 +191,77 @@ def _launch(host: LabHost) -> None:
         )  # fmt: skip
 
 
+def is_stopped(host: LabHost) -> bool:
+    """Powered off by `stop`, its disk kept for `start`."""
+    return (plan.host_dir(host.name) / STOPPED).exists()
+
+
+def _unplug(host: LabHost) -> None:
+    """Take a host off the bridge: its netns goes, its veth with it."""
+    if (NETNS_DIR / plan.netns_name(host.name)).exists():
+        machine.run("ip", "netns", "del", plan.netns_name(host.name))
+    veth = plan.veth_name(host.name)
+    if (machine.SYSFS_NET / veth).exists():
+        machine.run("ip", "link", "del", veth, check=False)
+
+
+def _boot(host: LabHost) -> None:
+    """Plug a host into the bridge and boot it from its disk (made by `prepare_rootfs`)."""
+    _unplug(host)  # what a crash left
+    rootfs.mount_overlay(host)
+    _create_netns(host)
+    _launch(host)
+    (plan.host_dir(host.name) / STOPPED).unlink(missing_ok=True)
+
+
+def _named(names: list[str]) -> tuple[LabState, list[LabHost]]:
+    state = plan.load_state()
+    known = {h.name: h for h in state.hosts} if state else {}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise LabError(
+            f"no lab host {unknown[0]!r}; the lab has "
+            + (", ".join(known) if known else "no hosts (run `kubi lab up`)")
+        )
+    assert state is not None
+    return state, [known[n] for n in dict.fromkeys(names)]
+
+
+def stop(names: list[str], kill: bool = False, log: Log = print) -> None:
+    """Power hosts off, keeping their disks: an orderly poweroff (killed after
+    STOP_TIMEOUT), or with `kill` a power cut (every process killed at once, no connection
+    closed: peers only notice that the host stopped answering). Then its network goes."""
+    machine.require_root()
+    machine.refuse_other_lab()
+    _, hosts = _named(names)
+    started = time.monotonic()
+    for host in hosts:
+        if kill:  # the network first, so that not even a reset leaves the host
+            _unplug(host)
+    _stop_hosts({h.name for h in hosts}, grace=0 if kill else STOP_TIMEOUT)
+    for host in hosts:
+        _unplug(host)
+        (plan.host_dir(host.name) / STOPPED).touch()
+    log(f"lab: {', '.join(h.name for h in hosts)} stopped in {time.monotonic() - started:.1f} s")
+
+
+def start(names: list[str], log: Log = print) -> None:
+    """Boot stopped hosts again from their disks; running ones are left as they are."""
+    machine.require_root()
+    machine.refuse_other_lab()
+    state, hosts = _named(names)
+    started = time.monotonic()
+    machine.ensure_bridge()
+    booted = [h for h in hosts if not is_running(h)]
+    for host in booted:
+        if not (plan.host_dir(host.name) / "upper").is_dir():
+            raise LabError(f"lab host {host.name} has no disk left; run `kubi lab up`.")
+        _stop_hosts({host.name})  # a crashed host's leftovers, if any
+        _boot(host)
+    _wait_ssh(hosts, state.ssh_key)
+    log(f"lab: {len(booted)} host(s) started in {time.monotonic() - started:.1f} s")
+
+
 def is_running(host: LabHost) -> bool:
     """nspawn is alive and its bridge link is still there (else the host is unreachable)."""
     return (
@@ -265,7 +340,11 @@ def up(
     machine.ensure_limits(log)
     machine.cgroup_roots()
     key = rootfs.ensure_key()
-    kept = [h for h in _previous_hosts(log) if is_running(h)] if rootfs.base_complete() else []
+    kept = (
+        [h for h in _previous_hosts(log) if is_running(h) or is_stopped(h)]
+        if rootfs.base_complete()
+        else []
+    )
     previous = plan.load_state() if kept else None
     if previous is not None and previous.deploy_user != user:
         raise LabError(
@@ -282,19 +361,20 @@ def up(
     new = [h for h in hosts if h not in kept]
     state = LabState(hosts, key, BRIDGE, GATEWAY, APT_PROXY, user)
     plan.write_state(state)
+    stopped = [h for h in kept if is_stopped(h)]
     for host in kept:  # the bridge may have been re-created under running hosts
-        machine.run("ip", "link", "set", plan.veth_name(host.name), "master", BRIDGE, "up")
+        if host not in stopped:
+            machine.run("ip", "link", "set", plan.veth_name(host.name), "master", BRIDGE, "up")
     if new:
         with ThreadPoolExecutor(max_workers=4) as pool:
             list(pool.map(lambda h: rootfs.prepare_rootfs(h, key, user), new))
-        for host in new:
-            _create_netns(host)
-            _launch(host)
+    for host in new + stopped:
+        _boot(host)
     _wait_ssh(hosts, key)
     _write_known_hosts(hosts)
     log(
         f"lab: {len(hosts)} hosts up in {time.monotonic() - started:.1f} s "
-        f"({len(new)} started, {len(kept)} kept)"
+        f"({len(new)} started, {len(kept) - len(stopped)} kept, {len(stopped)} restarted)"
         + ("" if user == "root" else f"; the platform deploys as {user}, with sudo")
     )
     return state

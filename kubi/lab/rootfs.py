@@ -137,15 +137,24 @@ def add_deploy_account(root: Path, name: str, key: Path) -> None:
     )
 
 
-def prepare_rootfs(host: LabHost, key: Path, deploy_user: str = "root") -> None:
-    """Overlay over the base plus what makes this host itself: name, address, host keys,
-    and the deploy account when it is not root."""
+def mount_overlay(host: LabHost) -> Path:
+    """The host's disk: its own upper layer over the shared base, mounted at `merged` (kept
+    as it is when mounted already: a stopped host keeps its disk)."""
     directory = plan.host_dir(host.name)
     upper, work, merged = (directory / d for d in ("upper", "work", "merged"))
+    if merged in machine.mounts_under(directory):
+        return merged
     for d in (upper, work, merged):
         d.mkdir(parents=True, exist_ok=True)
     options = f"lowerdir={plan.base_dir()},upperdir={upper},workdir={work}"
     machine.run("mount", "-t", "overlay", "overlay", "-o", options, merged)
+    return merged
+
+
+def prepare_rootfs(host: LabHost, key: Path, deploy_user: str = "root") -> None:
+    """Overlay over the base plus what makes this host itself: name, address, host keys,
+    and the deploy account when it is not root."""
+    merged = mount_overlay(host)
     etc = merged / "etc"
     machine.write(etc / "hostname", f"{host.name}\n")
     hosts = (plan.base_dir() / "etc/hosts").read_text() + f"{host.address} {host.name}\n"

@@ -4,6 +4,7 @@ an interrupted dpkg. Each test starts from the converged lab and leaves it conve
 from __future__ import annotations
 
 import fcntl
+import os
 import shutil
 import signal
 import subprocess
@@ -179,6 +180,73 @@ def test_the_package_proxy_answers_at_once_after_a_restart(converged):
     )
     code, seconds = fetched.stdout.split()
     assert code == "200" and float(seconds) < 1, fetched.stdout
+
+
+WORKER = "lab-worker1"
+
+
+def _hosts_in(failed: dict[str, list[str]]) -> set[str]:
+    return {host for hosts in failed.values() for host in hosts}
+
+
+def test_a_host_lost_while_planning_drops_out_and_the_others_converge(converged):
+    worker = address_of(converged, "workers")
+    # The firewall's fact runs nft while pyinfra plans: there, nft powers the host off.
+    nft = lab.plan.host_dir(WORKER) / "merged/usr/sbin/nft"
+    trap = "printf '#!/bin/sh\\npoweroff -ff\\n' > /usr/sbin/nft && chmod 755 /usr/sbin/nft"
+    assert lab.run_on(worker, f"mv /usr/sbin/nft /usr/sbin/nft.real && {trap}").returncode == 0
+    try:
+        result = pyinfra("--json", "-y", "deploys/all.py")
+    finally:
+        os.replace(nft.with_name("nft.real"), nft)  # through its disk: the host is down
+        lab.start([WORKER])
+    assert result.returncode != 0
+    said = result.stderr
+    assert "Traceback" not in said, said[-3000:]
+    lost = f"kubi: {WORKER} dropped out of this run while planning: its SSH connection was lost"
+    assert said.count(lost) == 1
+    assert f"kubi: 1 host(s) dropped out of this run: {WORKER} while planning." in said
+    # The other hosts went through every operation (converged already: nothing to change).
+    assert _hosts_in(failed_ops(result)) <= {WORKER} and changed_ops(result) == {}
+    again = pyinfra("--json", "-y", "deploys/all.py")
+    assert again.returncode == 0 and changed_ops(again) == {}
+
+
+@pytest.mark.parametrize("kill", [False, True], ids=["poweroff", "power-cut"])
+def test_a_host_lost_during_execution_is_said_once_and_the_others_converge(converged, kill):
+    worker = address_of(converged, "workers")
+    # Something for apt to fetch, so that the host dies during an operation; a file on its
+    # disk, which `kubi lab stop` / `start` keep.
+    prepared = lab.run_on(
+        worker, "apt-get remove -y -q lsof >/dev/null 2>&1 && apt-get clean && touch /root/kept"
+    )
+    assert prepared.returncode == 0
+    run = _start("--json", "-y", "deploys/all.py")
+    try:
+        deadline = time.monotonic() + 120
+        while lab.run_on(worker, "pgrep -f 'apt-get.*[i]nstall'", timeout=10).returncode != 0:
+            assert run.poll() is None and time.monotonic() < deadline, "no install seen"
+            time.sleep(0.1)
+        lab.stop([WORKER], kill=kill, log=lambda line: None)
+        cut = time.monotonic()
+        out, err = run.communicate(timeout=300)
+        # A power cut closes no connection: noticed by keepalives (kubi.dropout), where
+        # the run used to wait for ever.
+        assert time.monotonic() - cut < 90
+    finally:
+        run.kill()
+        lab.start([WORKER], log=lambda line: None)
+    assert run.returncode != 0
+    assert "Traceback" not in err, err[-3000:]
+    lost = f"kubi: {WORKER} dropped out of this run during 'seed | base packages'"
+    assert err.count(lost) == 1, err[-3000:]
+    assert f"kubi: 1 host(s) dropped out of this run: {WORKER} during" in err
+    failed = failed_ops(subprocess.CompletedProcess([], 1, out, err))
+    assert _hosts_in(failed) == {WORKER}
+    assert lab.run_on(worker, "ls /root/kept").returncode == 0  # the same disk
+    again = pyinfra("--json", "-y", "deploys/all.py")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert lab.run_on(worker, "command -v lsof").returncode == 0
 
 
 def test_an_interrupted_run_exits_non_zero_and_a_rerun_converges(converged):

@@ -371,3 +371,14 @@ def test_lab_dir_from_the_environment_is_made_absolute_and_real(tmp_path):
         capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
     assert printed == str((tmp_path / "real" / "lab").resolve())
+
+
+def test_stop_and_start_name_an_unknown_host_and_the_lab_s_hosts(tmp_path, monkeypatch):
+    monkeypatch.setattr(plan, "LAB_DIR", tmp_path)
+    with pytest.raises(LabError, match=r"no lab host 'w9'; the lab has no hosts \(run `kubi"):
+        hosts._named(["w9"])
+    plan.write_state(LabState(lab.plan_hosts(), tmp_path / "k", lab.BRIDGE, "", ""))
+    with pytest.raises(LabError, match="no lab host 'w9'; the lab has lab-input, lab-output, "):
+        hosts._named(["lab-worker1", "w9"])
+    state, named = hosts._named(["lab-worker1", "lab-cp1", "lab-worker1"])
+    assert [h.name for h in named] == ["lab-worker1", "lab-cp1"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import pytest
 
 
@@ -22,3 +24,17 @@ def test_hosts_install_through_their_proxy(node, platform, spec):
     # A real download through the proxy, of what apt itself asks first.
     result = node.run("apt-get -q update -o APT::Update::Error-Mode=any")
     assert result.rc == 0, result.stderr
+
+
+@pytest.mark.roles("repository")
+def test_the_cache_s_upstream_resolves_without_dns(node):
+    """An upstream given as an address is named in /etc/hosts: apt-cacher-ng would ask DNS
+    about the address and stall 17 s per request where DNS does not answer."""
+    settings = node.file("/etc/apt-cacher-ng/zz_kubi.conf").content_string
+    upstream = [line.split()[1] for line in settings.splitlines() if line.startswith("Proxy:")]
+    mirror = node.file("/etc/apt-cacher-ng/backends_debian").content_string.split()
+    for url in upstream + mirror:
+        host = urlsplit(url).hostname or ""
+        assert not host.replace(".", "").isdigit() and ":" not in host, url  # never an address
+        if host.startswith("kubi-package-"):
+            assert node.run(f"getent -s files hosts {host}").rc == 0, host
