@@ -54,8 +54,8 @@ def package_proxy() -> None:
         content="\n".join(lines) if lines else None,
         marker="kubi package_proxy",
         required=("127.0.0.1 localhost",),
-        # It keeps what it resolved (DnsCacheSeconds); not running yet on a fresh host.
-        reload="systemctl try-restart apt-cacher-ng",
+        # It keeps what it resolved (DnsCacheSeconds); not installed yet on a fresh host.
+        reload="! systemctl is-active -q apt-cacher-ng || systemctl restart apt-cacher-ng",
     )
     ops.packages(name="apt-cacher-ng package", names=["apt-cacher-ng"])
     ops.file(

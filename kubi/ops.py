@@ -342,7 +342,7 @@ def block(
         f"if awk -v p={q} '$5 == p {{ found = 1 }} END {{ exit !found }}' /proc/self/mountinfo; "
         f"then cat {n} > {q} && rm -f {n}; "
         f"else {{ [ ! -e {q} ] || {{ chmod --reference={q} {n} && chown --reference={q} {n}; }}; }}"
-        f" && mv -f {n} {q}; fi" + (f" && {reload}" if reload else "")
+        f" && mv -f {n} {q}; fi" + (f" && {{ {reload}; }}" if reload else "")
     )
 
 

@@ -34,7 +34,6 @@ from kubi.lab.plan import (
     HOST_PREFIX,
     NETNS_DIR,
     NETNS_PREFIX,
-    PATH_ENV,
     SUBNET,
     VETH_PREFIX,
     LabError,
@@ -187,7 +186,7 @@ def _launch(host: LabHost) -> None:
         subprocess.Popen(
             ["sh", "-c", script, "kubi-lab-launcher", *cgroups], stdin=subprocess.DEVNULL,
             stdout=console, stderr=subprocess.STDOUT, start_new_session=True, cwd="/",
-            env={"PATH": PATH_ENV, "LC_ALL": "C"},
+            env=plan.launcher_env(host),
         )  # fmt: skip
 
 

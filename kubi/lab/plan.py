@@ -41,6 +41,7 @@ NETNS_PREFIX = "kubi-"
 VETH_PREFIX = "kv-"
 CGROUP_GROUP = "kubi-lab"
 ROLES = ("input", "output", "repository", "control_plane", "workers")
+KUBERNETES_NODE_ROLES = ("control_plane", "workers")
 
 NETNS_DIR = Path("/run/netns")
 CGROUP_MOUNT = Path("/sys/fs/cgroup")
@@ -155,13 +156,82 @@ def veth_name(host: str) -> str:
 
 def nspawn_argv(host: LabHost, merged: Path) -> list[str]:
     """systemd-nspawn flags (docs/lab.md): --register=no --keep-unit because there may be no
-    system bus, --private-network with our netns grants CAP_NET_ADMIN inside."""
-    return [
+    system bus, --private-network with our netns grants CAP_NET_ADMIN inside.
+
+    A Kubernetes node's /var/lib/containerd is a folder of the machine's own file system
+    beside its overlay: containerd's overlayfs snapshots cannot live on an overlay."""
+    node = host.role in KUBERNETES_NODE_ROLES
+    # A node's second reboot hung with a passive console (its systemd blocked writing to a
+    # console nobody read); a pipe, into console.log, never blocks.
+    console = "--console=pipe" if node else "--console=passive"
+    argv = [
         "systemd-nspawn", "--boot", f"--directory={merged}", f"--machine={host.name}",
         f"--network-namespace-path={NETNS_DIR / netns_name(host.name)}", "--private-network",
-        "--register=no", "--keep-unit", "--console=passive", "--resolv-conf=off",
+        "--register=no", "--keep-unit", console, "--resolv-conf=off",
         "--link-journal=no", "--timezone=off",
     ]  # fmt: skip
+    if node:
+        argv += [
+            f"--bind={merged.parent / 'containerd'}:/var/lib/containerd",
+            # What a kubelet and runc need of a container host (docs/kubernetes-lab.md §3):
+            # every capability, the kernel log (kubelet exits without it).
+            "--capability=all", "--bind=/dev/kmsg",
+        ]  # fmt: skip
+    return argv
+
+
+def launcher_env(host: LabHost) -> dict[str, str]:
+    """The launcher's environment: runc needs syscalls nspawn's seccomp filter blocks, so a
+    Kubernetes node boots without that filter (the lab only; a real node has none)."""
+    env = {"PATH": PATH_ENV, "LC_ALL": "C"}
+    if host.role in KUBERNETES_NODE_ROLES:
+        env["SYSTEMD_SECCOMP"] = "0"
+    return env
+
+
+# /proc/sys values a kubelet insists on (it exits otherwise); /proc/sys is read-only in a
+# host and shared with the machine, so each host sees a file of its own mounted over them.
+KUBELET_PROC_SYS = {"vm/overcommit_memory": "1", "kernel/panic": "10", "kernel/panic_on_oops": "1"}
+
+
+def node_boot_script() -> str:
+    """The lab node's boot script (lab only; see rootfs.add_node_boot_unit)."""
+    lines = [
+        "#!/bin/sh",
+        "# kubi lab only: a Kubernetes node that is a container. Runs at every boot.",
+        "set -e",
+        "# nspawn mounts the v1 cgroup controllers read-only; the kubelet and runc write them.",
+        "for d in /sys/fs/cgroup/*/; do",
+        '  d=${d%/}; [ "$(stat -f -c %T "$d")" = cgroupfs ] || continue',
+        '  mount -o remount,bind,rw "$d" 2>/dev/null'
+        ' || { mount --bind "$d" "$d" && mount -o remount,bind,rw "$d"; }',
+        "done",
+        "mkdir -p /run/kubi-lab /lib/modules  # kube-proxy's DaemonSet mounts /lib/modules",
+    ]
+    for key, value in KUBELET_PROC_SYS.items():
+        copy = f"/run/kubi-lab/{key.replace('/', '.')}"
+        lines += [
+            f'if [ "$(cat /proc/sys/{key})" != {value} ]; then',
+            f"  echo {value} > {copy} && mount --bind {copy} /proc/sys/{key}",
+            "fi",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def node_boot_unit(script: str) -> str:
+    return (
+        "[Unit]\n"
+        "Description=kubi lab: a Kubernetes node inside a container (lab only)\n"
+        "DefaultDependencies=no\n"
+        "After=local-fs.target\n"
+        "Before=containerd.service kubelet.service sysinit.target\n\n"
+        "[Service]\n"
+        "Type=oneshot\n"
+        "RemainAfterExit=yes\n"
+        f"ExecStart={script}\n\n"
+        "[Install]\n"
+        "WantedBy=multi-user.target\n"
+    )
 
 
 def launcher_script(nspawn: list[str]) -> str:
@@ -173,8 +243,17 @@ def launcher_script(nspawn: list[str]) -> str:
     is 0, so /proc/uptime restarts like on a real reboot (pyinfra's reboot check waits for it).
     """
     return (
-        'for cg in "$@"; do mkdir -p "$cg" && echo $$ > "$cg/cgroup.procs" || exit 90; done\n'
+        # A cpuset cgroup takes no process until it has cpus and memory nodes: copy the
+        # parent's down, to the lab's group and to the host's.
+        'for cg in "$@"; do mkdir -p "$cg" || exit 90\n'
+        '  if [ -f "$cg/cpuset.cpus" ]; then for d in "${cg%/*}" "$cg"; do\n'
+        "    for f in cpuset.cpus cpuset.mems; do\n"
+        '      [ -n "$(cat "$d/$f")" ] || cat "${d%/*}/$f" > "$d/$f" || exit 90; done; done; fi\n'
+        '  echo $$ > "$cg/cgroup.procs" || exit 90; done\n'
         "while :; do\n"
+        # The cgroups of the previous boot, depth first: a kubelet stalls on dead containers'.
+        '  for cg in "$@"; do find "$cg" -mindepth 1 -depth -type d -exec rmdir {} + 2>/dev/null'
+        "; done\n"
         "  up=$(cut -d. -f1 /proc/uptime)\n"
         f'  unshare --time --fork --boottime="-$up" -- {shlex.join(nspawn)}\n'
         "  rc=$?\n"
@@ -257,8 +336,10 @@ def guard_conflicts(lines: Iterable[str], resolv_conf: str, guard: str = GUARD_R
 
 def cgroup_roots(mountinfo: str) -> list[Path]:
     """Hierarchies where lab cgroups go: the unified one alone when /sys/fs/cgroup is cgroup2,
-    else (hybrid/legacy) the name=systemd v1 hierarchy plus the cgroup2 one if mounted."""
+    else (hybrid/legacy) the name=systemd v1 hierarchy, every v1 controller's, and the
+    cgroup2 one if mounted."""
     systemd_v1: list[Path] = []
+    controllers: list[Path] = []
     unified: list[Path] = []
     for line in mountinfo.splitlines():
         left, _, right = line.partition(" - ")
@@ -272,9 +353,13 @@ def cgroup_roots(mountinfo: str) -> list[Path]:
             unified.append(point)
         elif extra[0] == "cgroup" and "name=systemd" in extra[2].split(","):
             systemd_v1.append(point)
+        elif extra[0] == "cgroup":
+            # Every v1 controller too: otherwise two lab kubelets would share, and fight
+            # over, the machine-wide kubepods cgroup of that controller.
+            controllers.append(point)
     if CGROUP_MOUNT in unified:
         return [CGROUP_MOUNT]
-    return systemd_v1 + unified
+    return systemd_v1 + controllers + unified
 
 
 def missing_modules(

@@ -142,6 +142,7 @@ def mount_overlay(host: LabHost) -> Path:
     as it is when mounted already: a stopped host keeps its disk)."""
     directory = plan.host_dir(host.name)
     upper, work, merged = (directory / d for d in ("upper", "work", "merged"))
+    (directory / "containerd").mkdir(parents=True, exist_ok=True)  # see plan.nspawn_argv
     if merged in machine.mounts_under(directory):
         return merged
     for d in (upper, work, merged):
@@ -149,6 +150,28 @@ def mount_overlay(host: LabHost) -> Path:
     options = f"lowerdir={plan.base_dir()},upperdir={upper},workdir={work}"
     machine.run("mount", "-t", "overlay", "overlay", "-o", options, merged)
     return merged
+
+
+NODE_UNIT = "kubi-lab-node.service"
+NODE_SCRIPT = "/usr/local/sbin/kubi-lab-node"
+
+
+def add_node_boot_unit(root: Path) -> None:
+    """Lab only: what a kubelet needs of a host that is a container, at every boot, before
+    containerd and the kubelet start (docs/kubernetes-lab.md §4). A real node needs none of
+    it: the deploys set real sysctls and load real modules there."""
+    machine.write(root / NODE_SCRIPT.lstrip("/"), plan.node_boot_script(), 0o755)
+    unit = root / "etc/systemd/system" / NODE_UNIT
+    machine.write(unit, plan.node_boot_unit(NODE_SCRIPT))
+    wants = root / "etc/systemd/system/multi-user.target.wants"
+    wants.mkdir(parents=True, exist_ok=True)
+    link = wants / NODE_UNIT
+    if not link.is_symlink():
+        link.symlink_to(f"/etc/systemd/system/{NODE_UNIT}")
+    # A pod whose PID 1 ignores SIGTERM held the host's shutdown for 90 s.
+    machine.write(
+        root / "etc/systemd/system.conf.d/kubi-lab.conf", "[Manager]\nDefaultTimeoutStopSec=10s\n"
+    )
 
 
 def prepare_rootfs(host: LabHost, key: Path, deploy_user: str = "root") -> None:
@@ -162,4 +185,6 @@ def prepare_rootfs(host: LabHost, key: Path, deploy_user: str = "root") -> None:
     authorize(merged, key)  # also right when the key was re-made after the base was built
     if deploy_user != "root":
         add_deploy_account(merged, deploy_user, key)
+    if host.role in plan.KUBERNETES_NODE_ROLES:
+        add_node_boot_unit(merged)
     machine.run("ssh-keygen", "-A", "-f", merged)

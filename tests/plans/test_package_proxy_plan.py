@@ -40,7 +40,7 @@ def test_fresh_repository_host(description):
     assert "AllowUserPorts: 80 443" in conf  # HTTPS repositories as http://HTTPS///host/path
     assert "PassThroughPattern" not in conf  # no CONNECT: never an open relay
     assert uploads(lines)[MIRROR] == "http://deb.debian.org/debian/\n"
-    assert sum("systemctl restart apt-cacher-ng" in line for line in lines) == 2
+    assert sum("&& systemctl restart apt-cacher-ng" in line for line in lines) == 2
 
 
 def test_converged_plans_nothing(description):
@@ -75,7 +75,8 @@ def test_a_mirror_given_by_address_is_named_and_a_stale_name_removed(description
         "# END kubi package_proxy",
     ]
     # A running proxy keeps resolved names for DnsCacheSeconds: restarted on a change.
-    assert any("systemctl try-restart apt-cacher-ng" in line for line in lines)
+    restart = "! systemctl is-active -q apt-cacher-ng || systemctl restart apt-cacher-ng"
+    assert any(line.endswith(f"&& {{ {restart}; }}") for line in lines)
     description["package_proxy"] = {"debian_mirror": "http://mirror.example.invalid/debian/"}
     written = uploads(plan("deploys/package_proxy.py", "repo1", description, facts(hosts=stale)))
     assert written["/etc/hosts"].splitlines() == HOSTS

@@ -4,6 +4,7 @@ everything that would touch the machine is replaced by canned command output."""
 from __future__ import annotations
 
 import ipaddress
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -223,9 +224,11 @@ def test_guard_refuses_a_range_the_machine_uses(extra_line, resolv, found):
 # --- parsing helpers -----------------------------------------------------------------------
 
 
-def test_cgroup_roots_hybrid_uses_named_systemd_and_unified():
+def test_cgroup_roots_hybrid_uses_named_systemd_every_controller_and_unified():
+    # Each host its own cgroup in every v1 controller: two kubelets must never share one.
     assert lab.cgroup_roots(HYBRID_MOUNTINFO) == [
         Path("/sys/fs/cgroup/systemd"),
+        Path("/sys/fs/cgroup/memory"),
         Path("/sys/fs/cgroup/unified"),
     ]
 
@@ -248,7 +251,25 @@ def test_launcher_reboots_on_133_in_a_fresh_time_namespace():
     script = lab.launcher_script(argv)
     assert "unshare --time --fork --boottime=" in script
     assert '[ "$rc" -eq 133 ]' in script
-    assert "cgroup.procs" in script.splitlines()[0]  # joins its own cgroup before booting
+    # Joins its own cgroups (a cpuset one with its parent's cpus) before the first boot,
+    # and removes the previous boot's cgroups before each boot.
+    joined, loop = script.index('echo $$ > "$cg/cgroup.procs"'), script.index("while :")
+    assert script.index("cpuset.cpus") < joined < loop < script.index("rmdir")
+    # containerd's snapshots on the machine's file system, for Kubernetes nodes only.
+    assert "--bind=/x/containerd:/var/lib/containerd" in argv
+    assert {"--capability=all", "--bind=/dev/kmsg", "--console=pipe"} <= set(argv)
+    assert plan.launcher_env(host)["SYSTEMD_SECCOMP"] == "0"
+    input_host = LabHost("lab-input", "input", "10.77.0.11")
+    service = lab.nspawn_argv(input_host, Path("/x/merged"))
+    assert not [flag for flag in service if flag.startswith(("--bind", "--capability"))]
+    assert "--console=passive" in service and "SYSTEMD_SECCOMP" not in plan.launcher_env(input_host)
+
+
+def test_the_node_boot_script_is_valid_shell_and_leaves_right_values_alone():
+    script = plan.node_boot_script()
+    assert subprocess.run(["sh", "-n"], input=script, text=True).returncode == 0
+    for key, value in plan.KUBELET_PROC_SYS.items():
+        assert f'if [ "$(cat /proc/sys/{key})" != {value} ]; then' in script
 
 
 def test_nspawn_machine_only_matches_lab_directories(tmp_path, monkeypatch):
