@@ -7,15 +7,23 @@ stops kubi with the file, the entry and what is wrong, before any platform is re
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import tomllib
 from functools import cache
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AfterValidator, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    StrictStr,
+    ValidationError,
+    model_validator,
+)
 
-from kubi.config.types import Section, Series
+from kubi.config.types import Section, Series, Version, full
 
 DATA_DIR = Path(__file__).resolve().parent
 
@@ -70,21 +78,85 @@ class LogStackMatrix(Section):
     graylog: dict[Series, LogStackRow] = Field(min_length=1)
 
 
+def _date(value: object) -> object:
+    """A TOML date (2026-06-28) or the same as a string; nothing else (no timestamp)."""
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value, re.ASCII):
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ValueError("must be a date like 2026-06-28")
+
+
+Date = Annotated[dt.date, BeforeValidator(_date)]
+
+# The kubeadm configuration APIs kubi writes. kubeadm 1.30 carries v1beta4 only as an
+# experimental API (refused without --allow-experimental-api); 1.31 releases it.
+KubeadmApi = Literal["kubeadm.k8s.io/v1beta3", "kubeadm.k8s.io/v1beta4"]
+V1BETA4 = "kubeadm.k8s.io/v1beta4"
+V1BETA4_SINCE = "1.31"
+
+EtcdTag = Annotated[
+    StrictStr,
+    AfterValidator(
+        full(r"[0-9]+\.[0-9]+\.[0-9]+-[0-9]+", "must be an etcd image tag like '3.5.21-0'")
+    ),
+]
+CoreDnsTag = Annotated[
+    StrictStr,
+    AfterValidator(full(r"v[0-9]+\.[0-9]+\.[0-9]+", "must be a CoreDNS tag like 'v1.12.0'")),
+]
+PauseTag = Annotated[
+    StrictStr, AfterValidator(full(r"[0-9]+\.[0-9]+(\.[0-9]+)?", "must be a pause tag like '3.10'"))
+]
+
+
+class KubeadmImages(Section):
+    """The images kubeadm of one patch release deploys (`kubeadm config images list`), so
+    that a deploy can name them without asking kubeadm or a registry."""
+
+    patch: Version  # the release these were read from
+    etcd: EtcdTag
+    coredns: CoreDnsTag
+    pause: PauseTag
+
+
 class KubernetesMinor(Section):
-    """What kubi knows of one Kubernetes minor: where its packages come from."""
+    """What kubi knows of one Kubernetes minor: where its packages come from, the kubeadm
+    API it writes, the images of its reference patch, the containerd series it runs on and
+    its upstream end of life."""
 
     packages: Annotated[str, AfterValidator(_channel)]
+    kubeadm_api: KubeadmApi
+    images: KubeadmImages
+    containerd: SeriesRange
+    end_of_life: Date
 
 
 class KubernetesMatrix(Section):
     minor: dict[Series, KubernetesMinor] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _channels_match(self) -> KubernetesMatrix:
+    def _entries_match_their_minor(self) -> KubernetesMatrix:
         for series, entry in self.minor.items():
             if f"/v{series}/" not in entry.packages:
                 raise ValueError(f"minor {series}: its packages channel must be for v{series}")
+            if not entry.images.patch.startswith(f"{series}."):
+                raise ValueError(
+                    f"minor {series}: images.patch {entry.images.patch} is not a {series} release"
+                )
+            if entry.kubeadm_api == V1BETA4 and series_key(series) < series_key(V1BETA4_SINCE):
+                raise ValueError(
+                    f"minor {series}: kubeadm_api {V1BETA4} is released from {V1BETA4_SINCE} on"
+                )
         return self
+
+    @property
+    def supported(self) -> list[str]:
+        """The minors, oldest first."""
+        return sorted(self.minor, key=series_key)
 
 
 M = TypeVar("M", bound=Section)
@@ -104,17 +176,37 @@ def load(name: str, model: type[M], directory: Path = DATA_DIR) -> M:
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        problems = [
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg'].removeprefix('Value error, ')}"
-            for err in exc.errors()
-        ]
-        raise MatrixError(f"{path}: " + "; ".join(problems)) from None
+        raise MatrixError(f"{path}: " + "; ".join(map(_problem, exc.errors()))) from None
+
+
+def _problem(err: Any) -> str:
+    message = err["msg"].removeprefix("Value error, ")
+    where = ".".join(str(p) for p in err["loc"])
+    return f"{where}: {message}" if where else message  # a whole-file check names its entry
 
 
 @cache
 def kubernetes() -> KubernetesMatrix:
     """The supported Kubernetes minors (kubi/config/kubernetes.toml)."""
     return load("kubernetes", KubernetesMatrix)
+
+
+class UnsupportedKubernetes(ValueError):
+    """A Kubernetes version whose minor is not in kubi/config/kubernetes.toml."""
+
+
+def kubernetes_minor(version: str) -> KubernetesMinor:
+    """The table's entry for a Kubernetes version ('1.33.3'), for deploy code; a minor
+    outside the table raises UnsupportedKubernetes naming the supported ones."""
+    table = kubernetes()
+    minor = ".".join(version.split(".")[:2])
+    entry = table.minor.get(minor)
+    if entry is None:
+        raise UnsupportedKubernetes(
+            f"minor {minor} is not supported by kubi (kubi/config/kubernetes.toml); "
+            f"supported: {', '.join(table.supported)}"
+        )
+    return entry
 
 
 @cache

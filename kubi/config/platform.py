@@ -10,6 +10,7 @@ ranges; the checks that need several sections run last, once those are valid.
 
 from __future__ import annotations
 
+import logging
 import os
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -41,8 +42,12 @@ from kubi.config.package_proxy import PackageProxySettings
 from kubi.config.registry import RegistrySettings
 from kubi.config.seed import SeedSettings
 from kubi.config.types import HostName, LocalPath, ProxyUrl, Section, full
-from kubi.config.versions import Versions
+from kubi.config.versions import Versions, kubernetes_end_of_life
 from kubi.roles import KUBERNETES_ROLES, ROLES, Role
+
+# Notices go where pyinfra shows its warnings (the pyinfra CLI silences Python's `warnings`);
+# outside pyinfra, logging prints a warning on stderr all the same.
+logger = logging.getLogger("pyinfra")
 
 
 def _host_entry(value: Any) -> Any:
@@ -250,6 +255,9 @@ def _validate(raw: dict[str, Any], source: str) -> Platform:
         platform = _build(desc)
         problems += topology.check_hosts(platform)
         if not problems:
+            notice = kubernetes_end_of_life(platform.versions.kubernetes)
+            if notice:
+                logger.warning(f"{source}: {notice}")
             return platform
     raise errors.ConfigError(problems, source)
 

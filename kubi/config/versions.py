@@ -3,6 +3,7 @@ matrices."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Literal
 
 from pydantic import field_validator, model_validator
@@ -19,7 +20,9 @@ class Versions(Section):
     against kubi/config/log_stack.toml."""
 
     debian: Literal["bookworm"] = "bookworm"
-    kubernetes: Version = "1.31.4"
+    # The lab's own binaries. Every minor kubi supports is past its upstream end of life by
+    # now (see kubi/config/kubernetes.toml), so this one says so when a platform loads.
+    kubernetes: Version = "1.33.3"
     graylog: Series = "6.1"
     opensearch: Version = "2.15.0"
     mongodb: Series = "7.0"
@@ -27,14 +30,7 @@ class Versions(Section):
     @field_validator("kubernetes")
     @classmethod
     def _kubernetes_supported(cls, version: str) -> str:
-        minors = matrices.kubernetes().minor
-        minor = ".".join(version.split(".")[:2])
-        if minor not in minors:
-            supported = ", ".join(sorted(minors, key=matrices.series_key))
-            raise ValueError(
-                f"minor {minor} is not supported by kubi (kubi/config/kubernetes.toml); "
-                f"supported: {supported}"
-            )
+        matrices.kubernetes_minor(version)  # UnsupportedKubernetes names the supported minors
         return version
 
     @model_validator(mode="after")
@@ -59,3 +55,32 @@ class Versions(Section):
                     f"(supported: {supported.low} to {supported.high})"
                 )
         return self
+
+
+def current_date() -> dt.date:
+    """The deployer's date, for end-of-life notices (a function so tests can set it)."""
+    return dt.date.today()
+
+
+def kubernetes_end_of_life(version: str, today: dt.date | None = None) -> str | None:
+    """One line when the minor of `version` has reached its upstream end of life, else None.
+
+    Only a notice: a platform on an old minor must stay manageable (and upgradable) with kubi,
+    so the minor stays in the table and loading it is never refused for its age.
+    """
+    table = matrices.kubernetes()
+    entry = matrices.kubernetes_minor(version)
+    today = today or current_date()
+    if today < entry.end_of_life:
+        return None
+    maintained = [m for m in table.supported if today < table.minor[m].end_of_life]
+    advice = (
+        f"move to {maintained[-1]}"
+        if maintained
+        else "no minor in kubi/config/kubernetes.toml is maintained upstream any more"
+    )
+    minor = ".".join(version.split(".")[:2])
+    return (
+        f"versions.kubernetes {version}: Kubernetes {minor} reached its upstream end of life on "
+        f"{entry.end_of_life.isoformat()} and gets no more security fixes; {advice}"
+    )

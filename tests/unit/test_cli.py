@@ -156,7 +156,7 @@ CATEGORIES = {
     "kubernetes version": (
         {"versions": {"kubernetes": "1.29.3"}},
         "field 'versions.kubernetes': minor 1.29 is not supported by kubi "
-        "(kubi/config/kubernetes.toml); supported: 1.30, 1.31, 1.32",
+        "(kubi/config/kubernetes.toml); supported: 1.30, 1.31, 1.32, 1.33, 1.34",
     ),
     "private key for a path": (
         {"ssh": {"port": 1, "connect_timeout": 1, "key": PEM}},

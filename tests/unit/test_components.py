@@ -70,7 +70,8 @@ def test_a_component_that_is_off_changes_nothing_and_says_so(caplog):
     description = {**DESCRIPTION, "components": {"graylog": False}}
     with caplog.at_level(logging.WARNING, logger="pyinfra"):
         assert plan("deploys/graylog.py", "out1", description, {}) == []
-    assert [r.getMessage() for r in caplog.records] == [
+    # Loading the platform may add its own notice (a Kubernetes minor past end of life).
+    assert [r.getMessage() for r in caplog.records if "component" in r.getMessage()] == [
         "out1: component graylog is off in this platform (components.graylog = false); "
         "nothing to do"
     ]
