@@ -22,8 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from kubi.roles import KUBERNETES_ROLES, SERVICE_ROLES
 from kubi.roles import ROLES as ALL_ROLES
-from kubi.roles import SERVICE_ROLES
 
 
 @dataclass(frozen=True)
@@ -131,6 +131,22 @@ COMPONENTS: tuple[Component, ...] = (
         roles=ALL_ROLES,
         settings="registry",
         needs=("nginx",),
+    ),
+    Component(
+        "containerd",
+        "containerd, runc and the CNI plugins on Kubernetes nodes, pulling through the "
+        "platform registry",
+        roles=KUBERNETES_ROLES,
+        settings="containerd",
+        needs=("registry",),
+    ),
+    Component(
+        "api_proxy",
+        "haproxy on every Kubernetes node: the API at kube-api.<domain> on its own "
+        "127.0.0.1, in front of every control plane",
+        roles=KUBERNETES_ROLES,
+        settings="api_proxy",
+        needs=("seed",),
     ),
     Component(
         "charts",

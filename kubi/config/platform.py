@@ -30,10 +30,12 @@ from pydantic import (
 from kubi import components as component_list  # the list, read at call time
 from kubi.components import Component, UiRoute
 from kubi.config import errors, topology
+from kubi.config.api_proxy import ApiProxySettings
 from kubi.config.bastion import User
 from kubi.config.charts import ChartsSettings
 from kubi.config.cockpit import CockpitSettings
 from kubi.config.common import HostData, NetworkSettings, SshSettings
+from kubi.config.containerd import ContainerdSettings
 from kubi.config.firewall import FirewallSettings
 from kubi.config.graylog import GraylogSettings
 from kubi.config.ingress import IngressSettings
@@ -88,6 +90,8 @@ class Settings(Section):
     ingress: IngressSettings = IngressSettings()
     registry: RegistrySettings = RegistrySettings()
     charts: ChartsSettings = ChartsSettings()
+    containerd: ContainerdSettings = ContainerdSettings()
+    api_proxy: ApiProxySettings = ApiProxySettings()
     package_proxy: PackageProxySettings = PackageProxySettings()
     graylog: GraylogSettings = GraylogSettings()
 
@@ -165,6 +169,16 @@ class Platform(Settings):
     def repository_alias(self) -> str:
         """The stable name every host resolves to the repository host (via /etc/hosts)."""
         return f"repository.{self.domain}"
+
+    @property
+    def api_name(self) -> str:
+        """The name of the Kubernetes API on every node: its own 127.0.0.1 (api_proxy)."""
+        return f"kube-api.{self.domain}"
+
+    @property
+    def api_endpoint(self) -> str:
+        """kubeadm's controlPlaneEndpoint: the API through each node's own proxy."""
+        return f"{self.api_name}:{self.api_proxy.port}"
 
     @property
     def admin_ingress_nodes(self) -> tuple[Host, ...]:

@@ -125,6 +125,9 @@ def platform_description(state: LabState, log: Log = _to_stderr) -> dict:
         # Prove the offline-install path: hosts install through the repository host, whose
         # cache goes through the machine's proxy (apt_proxy).
         "package_proxy": {"for_all_hosts": True},
+        # Nodes are containers here: they share the machine's cgroup v1 hierarchy (measured
+        # with cgroupfs, docs/kubernetes-lab.md) and may not lower an OOM score.
+        "containerd": {"cgroup_driver": "cgroupfs", "restrict_oom_score_adj": True},
     }
     description["graylog"] = _log_stack_setting(description, log)
     return description
