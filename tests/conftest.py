@@ -23,6 +23,8 @@ NEEDS_ROOT = {
     "tests/unit/test_graylog.py": ["test_sites_route_by_name_and_restrict_graylog"],
     # a network namespace of its own for nft (unshare --net)
     "tests/unit/test_firewall.py": ["test_every_hosts_rules_pass_the_real_nft_parser"],
+    # chroot into the kube-proxy image, and iptables in a network namespace of its own
+    "tests/unit/test_lab_images.py": ["test_kube_proxy_image_runs_iptables"],
 }
 # These publish through the machine-wide lock kubi.charts.LOCK (/run/lock/kubi-charts.lock).
 NEEDS_CHARTS_LOCK = {
