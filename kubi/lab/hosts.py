@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
-from kubi.lab import machine, plan, rootfs
+from kubi.lab import kubernetes, machine, plan, rootfs
 from kubi.lab.plan import (
     APT_PROXY,
     BRIDGE,
@@ -141,14 +141,16 @@ def _reap(keep: set[str]) -> int:
 
 
 def down(log: Log = print) -> None:
-    """Stop every lab host and the lab's apt-cacher-ng, and remove all the lab put on this
-    machine except the base, the SSH key and the proxy's cache. Safe to run any number of
+    """Stop every lab host, the lab's apt-cacher-ng and its mirror server, and remove all the
+    lab put on this machine except the base, the SSH key, the proxy's cache and what was built
+    from the Kubernetes binaries. Safe to run any number of
     times, also after a crash."""
     machine.require_root()
     machine.refuse_other_lab()
     started = time.monotonic()
     count = _reap(set())
     machine.stop_proxy()
+    kubernetes.stop()
     if (machine.SYSFS_NET / BRIDGE).exists():
         machine.run("ip", "link", "del", BRIDGE)
     if machine.guard_present():
@@ -355,6 +357,7 @@ def up(
     machine.ensure_guard()
     machine.ensure_bridge()
     machine.ensure_proxy(log)
+    kubernetes.ensure(log)
     rootfs.ensure_base(key, log)
     hosts = plan.assign_hosts(kept, planned)
     new = [h for h in hosts if h not in kept]

@@ -44,6 +44,9 @@ TOOLS = {
     "apt-cacher-ng": "apt-cacher-ng", "ssh": "openssh-client", "ssh-keygen": "openssh-client",
     "ip": "iproute2", "ss": "iproute2", "unshare": "util-linux", "chroot": "coreutils",
     "mount": "mount", "modprobe": "kmod",
+    # the lab's Kubernetes packages and images (kubi.lab.kubernetes, kubi.lab.images)
+    "dpkg-deb": "dpkg", "apt-ftparchive": "apt-utils", "gpg": "gpg", "gpgconf": "gpgconf",
+    "gpg-agent": "gpg-agent", "ldd": "libc-bin", "xtables-nft-multi": "iptables",
 }  # fmt: skip
 # Kernel modules, by name -> config symbol. The lab itself needs the first three; lab hosts
 # share this kernel and cannot load modules, so the Kubernetes nodes' modules (deploys/seed.py,

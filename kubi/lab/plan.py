@@ -34,6 +34,13 @@ APT_PROXY = f"http://{GATEWAY}:{PROXY_PORT}"
 PROXY_DIR = Path("/run/kubi-lab-proxy")
 PROXY_CACHE = Path(os.environ.get("KUBI_LAB_PROXY_CACHE", "/var/cache/kubi-lab-proxy")).resolve()
 MIRROR = "http://deb.debian.org/debian"  # apt-cacher-ng's backend for Debian
+# The lab's own package mirror (kubi.lab.kubernetes): what no registry reachable from the lab
+# serves (Kubernetes packages), laid out like upstream's repositories under their host names
+# (the apt-mirror layout of kubi.aptsource.mirrored), served read-only on loopback and the
+# bridge address; its log and pid file in a folder of its own under /run.
+LAB_MIRROR_PORT = 3150
+LAB_MIRROR = f"http://{GATEWAY}:{LAB_MIRROR_PORT}"
+LAB_MIRROR_RUN_DIR = Path("/run/kubi-lab-mirror")
 
 FIRST_HOST_OCTET = 11  # .2-.10 stay free for anything the lab may add on the bridge later
 HOST_PREFIX = "lab-"
