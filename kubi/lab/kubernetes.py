@@ -32,6 +32,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -54,6 +55,8 @@ REVISION = "1.1"
 # A change of recipe (below) rebuilds every package.
 RECIPE = "kubi-lab kubernetes packages v1"
 KEY_USER_ID = "kubi lab package mirror <kubi-lab@kubi.invalid>"
+# The longest GnuPG home whose agent sockets (S.gpg-agent.browser...) fit a socket's path.
+SOCKET_HOME_MAX = 80
 # Debian 12's dpkg reads zstd; gzip would take about a minute for 200 MB on two cores.
 DEB_COMPRESSION = ("-Zzstd", "-z3")
 _VERSION = re.compile(r"v(?P<minor>\d+\.\d+)\.\d+(?:-[0-9A-Za-z.]+)?")
@@ -231,17 +234,27 @@ def _gpg(home: Path, *args: str | Path) -> str:
 
 
 @contextlib.contextmanager
-def _keyring(home: Path) -> Iterator[None]:
-    """Use the lab's GnuPG home; the agent that gpg starts for the secret key ends with it."""
+def _keyring(home: Path) -> Iterator[Path]:
+    """The lab's GnuPG home, as gpg is to be given it; the agent that gpg starts for the
+    secret key ends with the block.
+
+    The agent's sockets live in the home, and a socket's path has at most 107 bytes: a
+    deeper home (a long KUBI_LAB_DIR) is given to gpg through a short link in /tmp."""
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     home.chmod(0o700)
-    try:
-        yield
-    finally:
-        subprocess.run(
-            ["gpgconf", "--homedir", str(home), "--kill", "all"], capture_output=True,
-            stdin=subprocess.DEVNULL, timeout=30, env={"PATH": PATH_ENV},
-        )  # fmt: skip
+    with contextlib.ExitStack() as stack:
+        usable = home
+        if len(bytes(home)) > SOCKET_HOME_MAX:
+            short = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kubi-gpg-")))
+            usable = short / "home"
+            usable.symlink_to(home)
+        try:
+            yield usable
+        finally:
+            subprocess.run(
+                ["gpgconf", "--homedir", str(usable), "--kill", "all"], capture_output=True,
+                stdin=subprocess.DEVNULL, timeout=30, env={"PATH": PATH_ENV},
+            )  # fmt: skip
 
 
 def _secret_fingerprint(home: Path) -> str | None:
@@ -256,12 +269,12 @@ def _secret_fingerprint(home: Path) -> str | None:
 def ensure_key(home: Path) -> str:
     """The lab's signing key's primary fingerprint; the key (ed25519, no passphrase) is made
     the first time, in `home`, and never shown."""
-    with _keyring(home):
-        fingerprint = _secret_fingerprint(home)
+    with _keyring(home) as gnupg:
+        fingerprint = _secret_fingerprint(gnupg)
         if fingerprint is None:
-            _gpg(home, "--passphrase", "", "--quick-generate-key", KEY_USER_ID, "ed25519",
+            _gpg(gnupg, "--passphrase", "", "--quick-generate-key", KEY_USER_ID, "ed25519",
                  "sign", "never")  # fmt: skip
-            fingerprint = _secret_fingerprint(home)
+            fingerprint = _secret_fingerprint(gnupg)
         if fingerprint is None:
             raise LabError(f"gpg made no signing key in {home}; remove the folder and retry.")
         return fingerprint
@@ -373,12 +386,12 @@ def _index_and_sign(folder: Path, home: Path, fingerprint: str) -> None:
         ["apt-ftparchive", *_release_options(), "release", "."], "Release", cwd=folder
     )
     (folder / "Release").write_text(release)
-    with _keyring(home):
+    with _keyring(home) as gnupg:
         sign = ["--local-user", fingerprint, "--digest-algo", "SHA512"]
-        _gpg(home, *sign, "--clearsign", "-o", folder / "InRelease", folder / "Release")
-        _gpg(home, *sign, "--armor", "--detach-sign", "-o", folder / "Release.gpg",
+        _gpg(gnupg, *sign, "--clearsign", "-o", folder / "InRelease", folder / "Release")
+        _gpg(gnupg, *sign, "--armor", "--detach-sign", "-o", folder / "Release.gpg",
              folder / "Release")  # fmt: skip
-        (folder / "Release.key").write_text(_gpg(home, "--armor", "--export", fingerprint))
+        (folder / "Release.key").write_text(_gpg(gnupg, "--armor", "--export", fingerprint))
 
 
 def ensure_repository(

@@ -190,6 +190,18 @@ def test_the_pinned_fingerprint_is_the_key_that_signs(built, tmp_path):
     assert repository.url == f"http://10.77.0.1:3150/{DEB_DIR}/"
 
 
+def test_a_deep_lab_folder_keeps_its_key_too(tmp_path):
+    """gpg-agent's sockets cannot live deeper than about 100 bytes: a long KUBI_LAB_DIR
+    still gets its key, in its own folder, made once."""
+    home = tmp_path / ("deep-" * 16) / "kubernetes" / "gnupg"
+    assert len(bytes(home)) > kubernetes.SOCKET_HOME_MAX
+    fingerprint = kubernetes.ensure_key(home)
+    assert kubernetes.ensure_key(home) == fingerprint
+    assert (home / "pubring.kbx").is_file() and not (home / "pubring.kbx").is_symlink()
+    listed = run("gpg", "--homedir", home, "--with-colons", "--list-keys")
+    assert f"fpr:::::::::{fingerprint}:" in listed
+
+
 def test_nothing_is_built_again_unless_an_input_changed(tmp_path):
     build = Build(tmp_path)
     repository = build.repository()
