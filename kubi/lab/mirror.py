@@ -19,6 +19,7 @@ import http.server
 import mimetypes
 import os
 import pwd
+import select
 import socketserver
 import subprocess
 import sys
@@ -31,6 +32,10 @@ from kubi.lab.plan import GATEWAY, LAB_MIRROR_PORT, LabError, Log
 # The only addresses it may listen on: the machine's loopback and the lab bridge's own.
 ALLOWED_ADDRESSES = ("127.0.0.1", GATEWAY)
 SERVE = "serve"
+# The pipe on which the server says it listens (a socket seen listening on the port could
+# be another program's).
+READY_ENV = "KUBI_LAB_MIRROR_READY_FD"
+START_TIMEOUT = 15.0
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
@@ -83,6 +88,10 @@ def serve(root: Path, port: int, addresses: list[str]) -> None:
     for server in servers:
         server.server_activate()
     print(f"kubi-lab-mirror: serving {root} on {', '.join(addresses)} port {port}", flush=True)
+    if READY_ENV in os.environ:  # tell `start` that every socket is ours and listens
+        ready = int(os.environ[READY_ENV])
+        os.write(ready, b"ready\n")
+        os.close(ready)
     for server in servers[1:]:
         threading.Thread(target=server.serve_forever, daemon=True).start()
     servers[0].serve_forever()
@@ -151,14 +160,22 @@ def start(
         return
     stop(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / "log", "ab") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", __name__, SERVE, str(root), str(port), *addresses],
-            stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
-            start_new_session=True, cwd="/", env={"PATH": plan.PATH_ENV, "LC_ALL": "C"},
-        )  # fmt: skip
+    read_end, write_end = os.pipe()
+    try:
+        with open(run_dir / "log", "ab") as output:
+            process = subprocess.Popen(
+                [sys.executable, "-m", __name__, SERVE, str(root), str(port), *addresses],
+                stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+                start_new_session=True, cwd="/", pass_fds=(write_end,),
+                env={"PATH": plan.PATH_ENV, "LC_ALL": "C", READY_ENV: str(write_end)},
+            )  # fmt: skip
+    finally:
+        os.close(write_end)
     (run_dir / "pid").write_text(f"{process.pid}\n")
-    if not machine.wait(lambda: process.poll() is None and serving(port, addresses), 15, 0.1):
+    with os.fdopen(read_end, "rb") as ready:
+        # a line once it listens; the end of the pipe at once if it ends before
+        said = ready.readline() if select.select([ready], [], [], START_TIMEOUT)[0] else b""
+    if said != b"ready\n" or not serving(port, addresses):
         stop(run_dir)
         raise LabError(
             f"the lab's mirror server does not listen on {' and '.join(addresses)} port {port} "

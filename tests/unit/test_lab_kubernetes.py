@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -118,9 +119,14 @@ def test_packages_are_shaped_like_upstreams(built, tmp_path):
     for deb in debs.values():
         run("dpkg-deb", "-x", deb, unpacked)
     unit = (unpacked / "usr/lib/systemd/system/kubelet.service").read_text()
-    for line in ("ExecStart=/usr/bin/kubelet", "Restart=always", "RestartSec=10",
-                 "Wants=network-online.target", "After=network-online.target",
-                 "WantedBy=multi-user.target"):  # fmt: skip
+    for line in (
+        "ExecStart=/usr/bin/kubelet",
+        "Restart=always",
+        "RestartSec=10",
+        "Wants=network-online.target",
+        "After=network-online.target",
+        "WantedBy=multi-user.target",
+    ):
         assert line in unit.splitlines()
     drop_in = (unpacked / "usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf").read_text()
     assert drop_in.splitlines()[-2:] == [
@@ -153,8 +159,9 @@ def flat_source(url: str, keyring: Path) -> str:
 
 def test_apt_reads_the_signed_repository(built, tmp_path):
     build, repository = built
-    keyring = keyring_from(repository.path / "Release.key", repository.fingerprint,
-                           tmp_path / "kubernetes.gpg")  # fmt: skip
+    keyring = keyring_from(
+        repository.path / "Release.key", repository.fingerprint, tmp_path / "kubernetes.gpg"
+    )
     sources = flat_source(f"file://{build.root}/{DEB_DIR}/", keyring)
     update = apt(tmp_path, sources, "apt-get", "update", "--error-on=any")
     assert update.returncode == 0, update.stdout + update.stderr
@@ -179,8 +186,14 @@ def test_apt_refuses_the_repository_signed_by_another_key(built, tmp_path):
 
 def test_the_pinned_fingerprint_is_the_key_that_signs(built, tmp_path):
     build, repository = built
-    shown = run("gpg", "--homedir", tmp_path, "--with-colons", "--show-keys",
-                repository.path / "Release.key")  # fmt: skip
+    shown = run(
+        "gpg",
+        "--homedir",
+        tmp_path,
+        "--with-colons",
+        "--show-keys",
+        repository.path / "Release.key",
+    )
     primary = next(line.split(":")[9] for line in shown.splitlines() if line.startswith("fpr:"))
     assert primary == repository.fingerprint == kubernetes.ensure_key(build.home)
     keyring = keyring_from(repository.path / "Release.key", primary, tmp_path / "k.gpg")
@@ -222,8 +235,9 @@ def test_nothing_is_built_again_unless_an_input_changed(tmp_path):
     unpacked = tmp_path / "fs"
     run("dpkg-deb", "-x", kubelet, unpacked)
     assert (unpacked / "usr/bin/kubelet").read_bytes().endswith(b"\0rebuilt")
-    keyring = keyring_from(repository.path / "Release.key", repository.fingerprint,
-                           tmp_path / "k.gpg")  # fmt: skip
+    keyring = keyring_from(
+        repository.path / "Release.key", repository.fingerprint, tmp_path / "k.gpg"
+    )
     run("gpgv", "--keyring", keyring, repository.path / "InRelease")
     packages = (repository.path / "Packages").read_text()
     assert run("sha256sum", kubelet).split()[0] in packages
@@ -311,6 +325,20 @@ def test_mirror_listens_only_on_loopback_and_the_bridge(tmp_path):
             mirror.serve(tmp_path, free_port(), addresses)
     assert mirror.ALLOWED_ADDRESSES == ("127.0.0.1", plan.GATEWAY)
     assert (plan.LAB_MIRROR_PORT, plan.LAB_MIRROR) == (3150, "http://10.77.0.1:3150")
+
+
+def test_a_taken_port_is_named_with_the_log(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        started = time.monotonic()
+        with pytest.raises(LabError, match=f"port {port} \\(is the port taken\\?\\); see "):
+            mirror.start(tmp_path, print, run_dir=tmp_path / "run", port=port,
+                         addresses=("127.0.0.1",))  # fmt: skip
+        assert time.monotonic() - started < 10  # the server's end is noticed at once
+    assert "Address already in use" in (tmp_path / "run/log").read_text()
+    assert mirror.server_pid(tmp_path / "run") is None
 
 
 def test_stop_ends_only_the_mirror_server(tmp_path):
