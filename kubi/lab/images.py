@@ -132,6 +132,10 @@ class Entry:
     source: Path | None = None
     link: str | None = None
 
+    @property
+    def is_folder(self) -> bool:
+        return self.source is None and self.link is None
+
 
 class Layer:
     """The files of a single-layer image; folders on the way are added (0755) by themselves."""
@@ -145,10 +149,9 @@ class Layer:
 
     def _put(self, entry: Entry) -> None:
         known = self.entries.get(entry.path)
-        folders = known is not None and {known.source, known.link, entry.source, entry.link} == {
-            None
-        }
-        if known is not None and known != entry and not folders:
+        # A folder may be given its own mode after a file in it made it (0755); a file or a
+        # link is added again only as it was.
+        if known is not None and known != entry and not (known.is_folder and entry.is_folder):
             raise LabError(f"image layer: {entry.path} added twice, differently")
         self._folders(entry.path)
         self.entries[entry.path] = entry

@@ -272,8 +272,8 @@ def ensure_key(home: Path) -> str:
     with _keyring(home) as gnupg:
         fingerprint = _secret_fingerprint(gnupg)
         if fingerprint is None:
-            _gpg(gnupg, "--passphrase", "", "--quick-generate-key", KEY_USER_ID, "ed25519",
-                 "sign", "never")  # fmt: skip
+            new_key = ["--quick-generate-key", KEY_USER_ID, "ed25519", "sign", "never"]
+            _gpg(gnupg, "--passphrase", "", *new_key)
             fingerprint = _secret_fingerprint(gnupg)
         if fingerprint is None:
             raise LabError(f"gpg made no signing key in {home}; remove the folder and retry.")
@@ -343,8 +343,10 @@ def build_package(package: Package, binary: Path, version: str, staging: Path, o
     (control / "control").write_text(control_file(package, version, installed_kib))
     for folder in [staging, *(p for p in staging.rglob("*") if p.is_dir())]:
         folder.chmod(0o755)
-    run_tool(["dpkg-deb", "--root-owner-group", *DEB_COMPRESSION, "--build", staging, out],
-         f"the {package.name} package")  # fmt: skip
+    run_tool(
+        ["dpkg-deb", "--root-owner-group", *DEB_COMPRESSION, "--build", staging, out],
+        f"the {package.name} package",
+    )
 
 
 @dataclass(frozen=True)
@@ -382,15 +384,15 @@ def _index_and_sign(folder: Path, home: Path, fingerprint: str) -> None:
     packages = run_tool(["apt-ftparchive", "packages", "amd64"], "the repository index", cwd=folder)
     (folder / "Packages").write_text(packages)
     (folder / "Packages.gz").write_bytes(gzip.compress(packages.encode(), mtime=0))
-    release = run_tool(
+    release_file = run_tool(
         ["apt-ftparchive", *_release_options(), "release", "."], "Release", cwd=folder
     )
-    (folder / "Release").write_text(release)
+    (folder / "Release").write_text(release_file)
     with _keyring(home) as gnupg:
         sign = ["--local-user", fingerprint, "--digest-algo", "SHA512"]
-        _gpg(gnupg, *sign, "--clearsign", "-o", folder / "InRelease", folder / "Release")
-        _gpg(gnupg, *sign, "--armor", "--detach-sign", "-o", folder / "Release.gpg",
-             folder / "Release")  # fmt: skip
+        release = folder / "Release"
+        _gpg(gnupg, *sign, "--clearsign", "-o", folder / "InRelease", release)
+        _gpg(gnupg, *sign, "--armor", "--detach-sign", "-o", folder / "Release.gpg", release)
         (folder / "Release.key").write_text(_gpg(gnupg, "--armor", "--export", fingerprint))
 
 
