@@ -18,20 +18,17 @@ import hashlib
 import json
 import secrets
 import shlex
-import time
 from pathlib import Path
 
 from pyinfra import host, logger
-from pyinfra.facts.deb import DebPackages
 from pyinfra.operations import files, server
 
 import kubi.graylog
 from facts.graylog import GraylogInputs, LogStackState
-from kubi import aptsource, graylog_api, nginx, ops
-from kubi.aptsource import AptSource
+from kubi import graylog_api, nginx, ops
 from kubi.config import Host, Platform
 from kubi.config.graylog import GraylogSettings
-from kubi.deploy import addresses, component, entry_script, me, platform
+from kubi.deploy import addresses, component, entry_script, me, platform, vendor_packages
 from kubi.facts import ServiceState
 from kubi.secrets import for_platform
 from kubi.templates import render
@@ -54,7 +51,13 @@ def graylog() -> None:
         return
     sources = kubi.graylog.apt_sources(cfg.versions)
     state = host.get_fact(LogStackState, keyrings=tuple(r.keyring for r in sources))
-    repositories_and_packages(cfg, node, sources, state)
+    # OpenSearch's package would otherwise install its demo security configuration,
+    # which needs an initial admin password; kubi turns the security plugin off instead.
+    vendor_packages(
+        node, sources, state["keyrings"], cfg.graylog.apt_mirror,
+        preferences=kubi.graylog.PREFERENCES_PATH, subject="log stack",
+        env="DISABLE_INSTALL_DEMO_CONFIG=true",
+    )  # fmt: skip
     kernel(state)
     services(configuration(cfg, node))
     gelf_input(cfg.graylog)
@@ -92,56 +95,6 @@ def nginx_sites(cfg: Platform, node: Host) -> None:
                     nodeport=cfg.ingress.admin_http_nodeport,
                 ),
             )
-
-
-def repositories_and_packages(
-    cfg: Platform, node: Host, repos: list[AptSource], state: dict
-) -> None:
-    """Keys, sources and pins, then the packages (after a per-repository check)."""
-    settings = cfg.graylog
-    proxy = cfg.apt_proxy_for(node)
-    mirror = settings.apt_mirror
-    now = time.time()
-    for repo in host.loop(repos):
-        if not aptsource.keyring_ok(state["keyrings"].get(repo.keyring), repo.fingerprint, now):
-            server.shell(
-                name=f"repository key {repo.name} ({repo.fingerprint})",
-                commands=[aptsource.key_install_command(repo, mirror, proxy)],
-            )
-        ops.file(
-            name=f"repository {repo.name}",
-            path=repo.sources_path,
-            content=aptsource.sources_list(repo, mirror, proxy),
-        )
-    ops.file(
-        name="log stack version pins",
-        path=kubi.graylog.PREFERENCES_PATH,
-        content=aptsource.apt_preferences(repos),
-    )
-    missing = aptsource.packages_to_install(repos, host.get_fact(DebPackages))
-    if not missing:
-        return
-    # `apt-get update` only warns about a repository it cannot reach: check each one
-    # first, so an unreachable repository stops the run with one line naming it.
-    for repo in host.loop(repos):
-        if set(repo.pins) & set(missing):
-            server.shell(
-                name=f"repository {repo.name} reachable",
-                commands=[aptsource.repository_check_command(repo, mirror, proxy)],
-            )
-    # OpenSearch's package would otherwise install its demo security configuration,
-    # which needs an initial admin password; kubi turns the security plugin off instead.
-    env = f"DISABLE_INSTALL_DEMO_CONFIG=true {ops.APT_ENV}"
-    words = " ".join(shlex.quote(package) for package in missing)
-    server.shell(
-        name=f"log stack packages {' '.join(missing)}",
-        commands=[
-            ops.apt_explained(
-                f"{ops.REPAIR_DPKG} && {env} apt-get -q update && "
-                f"{env} apt-get {ops.APT_OPTS} install {words}"
-            )
-        ],
-    )
 
 
 def kernel(state: dict) -> None:

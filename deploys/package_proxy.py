@@ -14,6 +14,7 @@ from ipaddress import ip_address
 from urllib.parse import urlsplit
 
 from kubi import ops
+from kubi.config import Platform
 from kubi.deploy import component, entry_script, platform
 from kubi.templates import render
 
@@ -36,6 +37,14 @@ def named(url: str | None, name: str) -> tuple[str | None, str | None]:
         return url, None
     netloc = name if parts.port is None else f"{name}:{parts.port}"
     return parts._replace(netloc=netloc).geturl(), f"{address}\t{name}"
+
+
+def user_ports(cfg: Platform) -> list[int]:
+    """Ports the cache may fetch from: HTTP, HTTPS and those of the mirrors configured (a
+    mirror on another port is otherwise refused with 403)."""
+    mirrors = (cfg.package_proxy.debian_mirror, cfg.graylog.apt_mirror, cfg.kubernetes.apt_mirror)
+    ports = {urlsplit(url).port for url in mirrors if url}
+    return sorted({80, 443} | {port for port in ports if port})
 
 
 @component("package_proxy")
@@ -66,6 +75,7 @@ def package_proxy() -> None:
             "acng.conf",
             port=settings.port,
             upstream_proxy=upstream,
+            user_ports=user_ports(cfg),
         ),
         reload=restart,
     )

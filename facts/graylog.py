@@ -7,19 +7,7 @@ import shlex
 
 from pyinfra.api import FactBase
 
-_KEYRINGS = r"""
-for f in {paths}; do
-  echo "keyring=$f"
-  if [ -s "$f" ]; then
-    t=$(mktemp -d)
-    GNUPGHOME="$t" gpg --batch --with-colons --show-keys "$f" 2>/dev/null \
-      | grep -E '^(pub|sub|fpr):'
-    GNUPGHOME="$t" gpgconf --kill all 2>/dev/null
-    rm -rf "$t"
-  fi
-done
-echo "max_map_count=$(cat /proc/sys/vm/max_map_count 2>/dev/null)"
-"""
+from kubi import aptsource
 
 
 class LogStackState(FactBase):
@@ -43,36 +31,16 @@ class LogStackState(FactBase):
     """
 
     def command(self, keyrings: tuple[str, ...]) -> str:
-        return _KEYRINGS.format(paths=" ".join(shlex.quote(p) for p in keyrings))
+        return aptsource.keyrings_script(keyrings) + (
+            'echo "max_map_count=$(cat /proc/sys/vm/max_map_count 2>/dev/null)"\n'
+        )
 
     def process(self, output: list[str]) -> dict:
-        state: dict = {"keyrings": {}, "max_map_count": None}
-        current: dict | None = None
-        path = last_record = ""
+        state: dict = {"keyrings": aptsource.parse_keyrings(output), "max_map_count": None}
         for line in output:
-            if line.startswith("keyring="):
-                current = None
-                path = line[len("keyring=") :]
-                state["keyrings"][path] = None
-                continue
             if line.startswith("max_map_count="):
                 value = line.split("=", 1)[1].strip()
                 state["max_map_count"] = int(value) if value.isdigit() else None
-                continue
-            fields = line.split(":")
-            record = fields[0]
-            if record in ("pub", "sub"):
-                if current is None:
-                    current = {"fingerprints": [], "signing_until": []}
-                    state["keyrings"][path] = current
-                validity, expires, capabilities = fields[1], fields[6], fields[11]
-                # Lower-case letters are this (sub)key's own capabilities.
-                if "s" in capabilities and validity != "r":
-                    current["signing_until"].append(int(expires) if expires else None)
-                last_record = record
-            elif record == "fpr" and current is not None and last_record == "pub":
-                current["fingerprints"].append(fields[9])
-                last_record = "fpr"
         return state
 
 

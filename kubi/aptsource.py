@@ -115,7 +115,14 @@ class AptSource:
     @property
     def release_file(self) -> str:
         """Path (under the base URL) of the first file apt fetches from the repository."""
+        if self.flat:
+            return f"{self.suite.strip('/')}/InRelease".lstrip("/")
         return f"dists/{self.suite}/InRelease"
+
+    @property
+    def flat(self) -> bool:
+        """A flat repository (pkgs.k8s.io): the suite is a path ending in '/', no components."""
+        return self.suite.endswith("/")
 
 
 # --- how a host asks for a URL -------------------------------------------------------------
@@ -170,7 +177,9 @@ def sources_list(source: AptSource, mirror: str | None, proxy: str | None) -> st
     return (
         f"# Managed by kubi ({source.owner.component}): {source.name}, signed by "
         f"{source.fingerprint}, via {how}.\n"
-        f"deb [signed-by={source.keyring}] {base} {source.suite} {source.components}\n"
+        f"deb [signed-by={source.keyring}] {base} {source.suite}"
+        + (f" {source.components}" if source.components else "")
+        + "\n"
     )
 
 
@@ -254,6 +263,54 @@ def repository_check_command(source: AptSource, mirror: str | None, proxy: str |
 
 
 # --- decisions from facts ------------------------------------------------------------------
+
+
+_KEYRINGS = r"""
+for f in {paths}; do
+  echo "keyring=$f"
+  if [ -s "$f" ]; then
+    t=$(mktemp -d)
+    GNUPGHOME="$t" gpg --batch --with-colons --show-keys "$f" 2>/dev/null \
+      | grep -E '^(pub|sub|fpr):'
+    GNUPGHOME="$t" gpgconf --kill all 2>/dev/null
+    rm -rf "$t"
+  fi
+done
+"""
+
+
+def keyrings_script(keyrings: tuple[str, ...]) -> str:
+    """Shell for a fact: what each keyring holds (`parse_keyrings` reads its output)."""
+    return _KEYRINGS.format(paths=" ".join(shlex.quote(p) for p in keyrings))
+
+
+def parse_keyrings(output: list[str]) -> dict[str, dict | None]:
+    """Keyring path -> None when absent, else its primary keys' ``fingerprints`` and, for
+    each key that may sign (not revoked), ``signing_until`` (epoch seconds, None: never)."""
+    keyrings: dict[str, dict | None] = {}
+    current: dict | None = None
+    path = last_record = ""
+    for line in output:
+        if line.startswith("keyring="):
+            current = None
+            path = line[len("keyring=") :]
+            keyrings[path] = None
+            continue
+        fields = line.split(":")
+        record = fields[0]
+        if record in ("pub", "sub") and path:
+            if current is None:
+                current = {"fingerprints": [], "signing_until": []}
+                keyrings[path] = current
+            validity, expires, capabilities = fields[1], fields[6], fields[11]
+            # Lower-case letters are this (sub)key's own capabilities.
+            if "s" in capabilities and validity != "r":
+                current["signing_until"].append(int(expires) if expires else None)
+            last_record = record
+        elif record == "fpr" and current is not None and last_record == "pub":
+            current["fingerprints"].append(fields[9])
+            last_record = "fpr"
+    return keyrings
 
 
 def keyring_ok(info: dict | None, fingerprint: str, now: float) -> bool:

@@ -87,7 +87,7 @@ class ClusterPki:
 
 
 # (kubeadm's base name, common name, secret name)
-_CAS = (
+CAS = (
     ("ca", "kubernetes", "kubernetes-ca"),
     ("front-proxy-ca", "front-proxy-ca", "kubernetes-front-proxy-ca"),
     ("etcd/ca", "etcd-ca", "kubernetes-etcd-ca"),
@@ -108,7 +108,7 @@ def cluster_pki(secrets: Secrets, now: dt.datetime | None = None) -> ClusterPki:
         f"kubeadm join ... --discovery-token-ca-cert-hash {pki.discovery_hash}"
     """
     now = now or dt.datetime.now(dt.UTC)
-    cas = [_ca(secrets, secret, base, cn, now) for base, cn, secret in _CAS]
+    cas = [_ca(secrets, secret, base, cn, now) for base, cn, secret in CAS]
     sa_key, sa_pub = _service_account_keys(secrets)
     return ClusterPki(
         ca=cas[0],

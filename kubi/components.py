@@ -149,6 +149,14 @@ COMPONENTS: tuple[Component, ...] = (
         needs=("seed",),
     ),
     Component(
+        "kubernetes",
+        "the kubeadm cluster: kubeadm, kubelet and kubectl at the pinned version, the "
+        "deployer's cluster PKI, each node's kubeadm configuration",
+        roles=KUBERNETES_ROLES,
+        settings="kubernetes",
+        needs=("containerd", "api_proxy"),
+    ),
+    Component(
         "charts",
         "the Helm chart repository, served by the registry's TLS server",
         roles=("repository",),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import importlib
+import shlex
+import time
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -11,8 +13,10 @@ from typing import Any
 from pyinfra import host, logger, state
 from pyinfra.api import deploy
 from pyinfra.context import ctx_host, ctx_state
+from pyinfra.facts.deb import DebPackages
+from pyinfra.operations import server
 
-from kubi import components, dropout
+from kubi import aptsource, components, dropout, ops
 from kubi.config import Host, Platform
 from kubi.facts import PrimaryIPv4
 from kubi.inventory import current
@@ -113,6 +117,63 @@ def _lock_this_host() -> None:
     except runlock.RunLocked as exc:
         logger.error(str(exc))
         raise SystemExit(3) from None
+
+
+def vendor_packages(
+    node: Host,
+    sources: list[aptsource.AptSource],
+    keyrings: dict,
+    mirror: str | None,
+    preferences: str,
+    subject: str,
+    env: str = "",
+) -> None:
+    """Packages from vendors' apt repositories: keys (pinned fingerprints), sources and
+    version pins, then the packages missing, after a check of each repository they come
+    from, so an unreachable one stops the run with one line naming it.
+
+    + keyrings: the sources' keyrings as `aptsource.parse_keyrings` read them (a fact)
+    + mirror: the component's mirror setting; the host's apt proxy is the platform's
+    + preferences: the component's apt preferences file (its pins)
+    + subject: what the packages are, in the operations' names, e.g. ``log stack``
+    + env: extra environment of the install (``NAME=value`` words)
+    """
+    proxy = platform().apt_proxy_for(node)
+    now = time.time()
+    for source in host.loop(sources):
+        if not aptsource.keyring_ok(keyrings.get(source.keyring), source.fingerprint, now):
+            server.shell(
+                name=f"repository key {source.name} ({source.fingerprint})",
+                commands=[aptsource.key_install_command(source, mirror, proxy)],
+            )
+        ops.file(
+            name=f"repository {source.name}",
+            path=source.sources_path,
+            content=aptsource.sources_list(source, mirror, proxy),
+        )
+    pins = aptsource.apt_preferences(sources)
+    ops.file(name=f"{subject} version pins", path=preferences, content=pins)
+    missing = aptsource.packages_to_install(sources, host.get_fact(DebPackages))
+    if not missing:
+        return
+    # `apt-get update` only warns about a repository it cannot reach.
+    for source in host.loop(sources):
+        if set(source.pins) & set(missing):
+            server.shell(
+                name=f"repository {source.name} reachable",
+                commands=[aptsource.repository_check_command(source, mirror, proxy)],
+            )
+    environment = f"{env} {ops.APT_ENV}".strip()
+    words = " ".join(shlex.quote(package) for package in missing)
+    server.shell(
+        name=f"{subject} packages {' '.join(missing)}",
+        commands=[
+            ops.apt_explained(
+                f"{ops.REPAIR_DPKG} && {environment} apt-get -q update && "
+                f"{environment} apt-get {ops.APT_OPTS} install {words}"
+            )
+        ],
+    )
 
 
 def entry_script(module_name: str) -> bool:

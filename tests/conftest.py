@@ -98,3 +98,14 @@ def pytest_terminal_summary(terminalreporter):
             f"{len(_deselected_lab)} lab tests left out (marker `lab`); they build a lab of "
             "real hosts (root): pytest -m lab tests/lab, or scripts/test"
         )
+
+
+# Real Kubernetes binaries, built outside the checkout (docs/kubernetes-lab.md, section 1, in
+# the shared docs); the tests that need one skip with this reason when it is absent.
+KUBERNETES_BIN = Path(os.environ.get("KUBI_LAB_KUBERNETES_BIN", "/var/cache/kubi-kubernetes-bin"))
+KUBEADM = KUBERNETES_BIN / "kubeadm"
+NO_KUBEADM = (
+    f"no kubeadm binary in {KUBERNETES_BIN} (KUBI_LAB_KUBERNETES_BIN): build the v1.33.3 "
+    "binaries outside the checkout as shared/docs/kubernetes-lab.md, section 1, says"
+)
+needs_kubeadm = pytest.mark.skipif(not os.access(KUBEADM, os.X_OK), reason=NO_KUBEADM)

@@ -39,6 +39,7 @@ from kubi.config.containerd import ContainerdSettings
 from kubi.config.firewall import FirewallSettings
 from kubi.config.graylog import GraylogSettings
 from kubi.config.ingress import IngressSettings
+from kubi.config.kubernetes import KubernetesSettings
 from kubi.config.nginx import NginxSettings
 from kubi.config.package_proxy import PackageProxySettings
 from kubi.config.registry import RegistrySettings
@@ -92,6 +93,7 @@ class Settings(Section):
     charts: ChartsSettings = ChartsSettings()
     containerd: ContainerdSettings = ContainerdSettings()
     api_proxy: ApiProxySettings = ApiProxySettings()
+    kubernetes: KubernetesSettings = KubernetesSettings()
     package_proxy: PackageProxySettings = PackageProxySettings()
     graylog: GraylogSettings = GraylogSettings()
 
@@ -215,17 +217,18 @@ SECTION_MODELS: dict[str, type[BaseModel]] = {
 }  # fmt: skip
 
 
-def validate(raw: dict[str, Any], source: str = "platform") -> Platform:
+def validate(raw: dict[str, Any], source: str = "platform", notices: bool = True) -> Platform:
     """Validate a platform description; raise ConfigError listing every problem.
 
     Whatever the description holds, the outcome is a `Platform` or a `ConfigError`: an
     unexpected failure of a check becomes one problem naming where it happened, never a
-    traceback that could print the values of the description.
+    traceback that could print the values of the description. `notices` (such as an end of
+    life) are logged unless a caller only peeks at a description it declares later.
     """
     if not isinstance(raw, dict):
         raise errors.ConfigError(["the description must be a mapping of fields"], source)
     try:
-        return _validate(raw, source)
+        return _validate(raw, source, notices)
     except errors.ConfigError:
         raise
     except Exception as exc:  # a check that did not expect this input: report, never echo
@@ -251,7 +254,7 @@ def _failed_at(exc: BaseException) -> str:
     return where
 
 
-def _validate(raw: dict[str, Any], source: str) -> Platform:
+def _validate(raw: dict[str, Any], source: str, notices: bool) -> Platform:
     problems: list[str] = []
     desc: Description | None = None
     try:
@@ -270,7 +273,7 @@ def _validate(raw: dict[str, Any], source: str) -> Platform:
         problems += topology.check_hosts(platform)
         if not problems:
             notice = kubernetes_end_of_life(platform.versions.kubernetes)
-            if notice:
+            if notice and notices:
                 logger.warning(f"{source}: {notice}")
             return platform
     raise errors.ConfigError(problems, source)

@@ -408,8 +408,11 @@ def _proxy_config() -> str:
         f"LogDir: {d / 'log'}\n"
         f"PidFile: {d / 'pid'}\n"
         f"SocketPath: {d / 'socket'}\n"
-        "# HTTPS repositories, asked for as http://HTTPS///host/path, go to port 443.\n"
-        "AllowUserPorts: 80 443\n"
+        "# HTTPS repositories, asked for as http://HTTPS///host/path, go to port 443; the\n"
+        "# lab's own mirror (Kubernetes packages) listens on its own port.\n"
+        f"AllowUserPorts: 80 443 {plan.LAB_MIRROR_PORT}\n"
+        "# pkgs.k8s.io's key (and the lab mirror's) is named Release.key: refused by default.\n"
+        "VfilePatternEx: /Release\\.key$\n"
     )
 
 

@@ -76,7 +76,8 @@ def reachable(urls: list[str], timeout: float = 5.0) -> dict[str, bool]:
 
 def _log_stack_setting(description: dict, log: Log) -> dict:
     """graylog.install for the lab: on only when the log stack's repositories answer."""
-    repositories = upstream_repositories(validate(description, source="lab"))
+    # Only a peek: the inventory declares (and validates) the description right after.
+    repositories = upstream_repositories(validate(description, source="lab", notices=False))
     verdicts = reachable([url for _, url in repositories])
     missing = [name for name, url in repositories if not verdicts[url]]
     if missing:
@@ -85,6 +86,31 @@ def _log_stack_setting(description: dict, log: Log) -> dict:
             f"({', '.join(missing)}): Graylog is left out (graylog.install=false)"
         )
     return {"install": not missing}
+
+
+def _kubernetes_settings(description: dict, log: Log) -> None:
+    """The cluster part of the lab: its packages from the lab's own mirror (kubi lab up made
+    it from the real binaries), signed by the lab's key, pinned as production pins upstream's;
+    without the binaries the kubernetes component is off, said in one line."""
+    from kubi.lab import kubernetes, mirror
+
+    if kubernetes.missing_binaries(kubernetes.bin_dir()) or not mirror.serving():
+        log(
+            f"lab: notice: no Kubernetes binaries in {kubernetes.bin_dir()} "
+            f"({kubernetes.BIN_ENV}) or no lab mirror: the cluster is left out "
+            "(components.kubernetes=false); see docs/lab.md"
+        )
+        description["components"] = {"kubernetes": False}
+        return
+    version = kubernetes.kubeadm_version(kubernetes.bin_dir()).removeprefix("v")
+    description["versions"] = {"kubernetes": version}
+    description["kubernetes"] = {
+        "apt_mirror": plan.LAB_MIRROR,
+        "packages_key": kubernetes.key_fingerprint(),
+        # No CoreDNS image can be made here (docs/lab.md); the nodes are containers.
+        "coredns": False,
+        "nodes_are_containers": True,
+    }
 
 
 def _to_stderr(message: str) -> None:
@@ -129,5 +155,6 @@ def platform_description(state: LabState, log: Log = _to_stderr) -> dict:
         # with cgroupfs, docs/kubernetes-lab.md) and may not lower an OOM score.
         "containerd": {"cgroup_driver": "cgroupfs", "restrict_oom_score_adj": True},
     }
+    _kubernetes_settings(description, log)
     description["graylog"] = _log_stack_setting(description, log)
     return description

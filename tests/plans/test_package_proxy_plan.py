@@ -61,6 +61,12 @@ def test_direct_mirror_access_without_upstream_proxy(description):
     assert "/etc/hosts" not in written  # names only: nothing to add
 
 
+def test_a_mirror_on_its_own_port_may_be_fetched_from(description):
+    description["kubernetes"] = {"apt_mirror": "http://10.20.0.1:3150"}
+    written = uploads(plan("deploys/package_proxy.py", "repo1", description, facts()))
+    assert "AllowUserPorts: 80 443 3150\n" in written[CONF]
+
+
 def test_a_mirror_given_by_address_is_named_and_a_stale_name_removed(description):
     del description["apt_proxy"]
     description["package_proxy"] = {"debian_mirror": "http://10.20.0.9/debian/"}

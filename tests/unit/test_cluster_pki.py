@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import os
 import re
 import shutil
 import stat
@@ -22,6 +21,8 @@ from cryptography.x509.oid import NameOID
 from kubi.cluster_pki import ClusterPkiError, cluster_pki, discovery_hash
 from kubi.config import matrices
 from kubi.secrets import Secrets
+
+from ..conftest import KUBEADM, needs_kubeadm
 
 # Built in parts: no committed file carries a private key header.
 RSA_KEY_HEADER = "-----BEGIN RSA " + "PRIVATE KEY-----\n"
@@ -307,15 +308,8 @@ def test_a_token_or_key_edited_out_of_form_is_refused(store, name, value):
 
 # --- kubeadm itself takes these CAs (when a kubeadm binary has been built) -------------------
 
-KUBERNETES_BIN = Path(os.environ.get("KUBI_LAB_KUBERNETES_BIN", "/var/cache/kubi-kubernetes-bin"))
-KUBEADM = KUBERNETES_BIN / "kubeadm"
-NO_KUBEADM = (
-    f"no kubeadm binary in {KUBERNETES_BIN} (KUBI_LAB_KUBERNETES_BIN): build the v1.33.3 "
-    "binaries outside the checkout as shared/docs/kubernetes-lab.md, section 1, says"
-)
 
-
-@pytest.mark.skipif(not os.access(KUBEADM, os.X_OK), reason=NO_KUBEADM)
+@needs_kubeadm
 def test_kubeadm_reuses_the_cas_and_signs_with_them(store, tmp_path):
     pki = cluster_pki(store)
     cert_dir = tmp_path / "pki"
@@ -359,7 +353,7 @@ def test_kubeadm_reuses_the_cas_and_signs_with_them(store, tmp_path):
     assert pki.discovery_hash == "sha256:" + openssl_hash(cert_dir / "ca.crt")
 
 
-@pytest.mark.skipif(not os.access(KUBEADM, os.X_OK), reason=NO_KUBEADM)
+@needs_kubeadm
 def test_kubeadm_takes_the_token_certificate_key_and_hash_in_its_configuration(store, tmp_path):
     """The values of `kubeadm init --upload-certs` and of the joins, in the configuration
     API the version table names for the lab's release."""

@@ -202,6 +202,16 @@ SAMPLES: dict[str, tuple[str, Any, str]] = {
         _section("graylog", "apt_mirror"),
         "field 'graylog.apt_mirror'",
     ),
+    "kubernetes.apt_mirror": (
+        "http://mirror.example.invalid:3150",
+        _section("kubernetes", "apt_mirror"),
+        "field 'kubernetes.apt_mirror'",
+    ),
+    "kubernetes.packages_key": (
+        "DE15B14486CD377B9E876E1A234654DA9A296436",
+        _section("kubernetes", "packages_key"),
+        "field 'kubernetes.packages_key'",
+    ),
     "graylog.graylog_heap": ("2g", _section("graylog", "graylog_heap"), "graylog.graylog_heap"),
     "graylog.opensearch_heap": (
         "512m",

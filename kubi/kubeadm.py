@@ -1,0 +1,73 @@
+"""kubeadm's configuration of each node, rendered from the platform config and the cluster
+PKI the deployer owns, so that every node's `kubeadm init` or `join` is known at plan time.
+
+The first control plane (the first host of the control_plane group) initialises the cluster;
+the others join as control planes, the workers as workers. Every node reaches the API through
+its own api_proxy (`Platform.api_endpoint`) and checks the cluster CA by its hash.
+"""
+
+from __future__ import annotations
+
+from kubi import kubernetes
+from kubi.cluster_pki import ClusterPki
+from kubi.config import Host, Platform, matrices
+from kubi.templates import render
+
+CONFIG_DIR = "/etc/kubernetes/kubi"
+CONFIG = f"{CONFIG_DIR}/kubeadm.yaml"
+PKI_DIR = "/etc/kubernetes/pki"
+
+PARTS = {
+    "init": "first control plane (kubeadm init)",
+    "join-control-plane": "control plane (kubeadm join --control-plane)",
+    "join": "worker (kubeadm join)",
+}
+
+
+def kind_of(platform: Platform, node: Host) -> str:
+    """init, join-control-plane or join."""
+    control_planes = platform.role("control_plane")
+    if node.name == control_planes[0].name:
+        return "init"
+    return "join-control-plane" if "control_plane" in node.roles else "join"
+
+
+def cert_sans(platform: Platform, ip_of: dict[str, str]) -> list[str]:
+    """Names the API server's certificate holds: the API name every node uses, its own
+    loopback (the proxies' health checks), and each control plane by address and name (the
+    input host's API stream connects by address)."""
+    names = [platform.api_name, "localhost", "127.0.0.1"]
+    for cp in platform.role("control_plane"):
+        names += [ip_of[cp.name], cp.name, cp.short_name]
+    return list(dict.fromkeys(names))
+
+
+def config(platform: Platform, node: Host, ip_of: dict[str, str], pki: ClusterPki) -> str:
+    """The node's kubeadm configuration file."""
+    kind = kind_of(platform, node)
+    entry = matrices.kubernetes_minor(platform.versions.kubernetes)
+    network = platform.network
+    return render(
+        "kubernetes",
+        "kubeadm.yaml",
+        kind=kind,
+        part=PARTS[kind],
+        api=entry.kubeadm_api,
+        v1beta4=entry.kubeadm_api.endswith("/v1beta4"),
+        node_name=node.name,
+        ip=ip_of[node.name],
+        token=pki.bootstrap_token,
+        certificate_key=pki.certificate_key,
+        ca_cert_hash=pki.discovery_hash,
+        skip_phases=[] if platform.kubernetes.coredns else ["addon/coredns"],
+        cluster_name=platform.name,
+        version=platform.versions.kubernetes,
+        endpoint=platform.api_endpoint,
+        image_repository=kubernetes.UPSTREAM_IMAGES,
+        pod_cidr=str(network.pod_cidr),
+        service_cidr=str(network.service_cidr),
+        dns_domain=network.cluster_domain,
+        cert_sans=cert_sans(platform, ip_of),
+        cgroup_driver=platform.containerd.cgroup_driver,
+        nodes_are_containers=platform.kubernetes.nodes_are_containers,
+    )
