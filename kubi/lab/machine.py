@@ -413,6 +413,9 @@ def _proxy_config() -> str:
         f"AllowUserPorts: 80 443 {plan.LAB_MIRROR_PORT}\n"
         "# pkgs.k8s.io's key (and the lab mirror's) is named Release.key: refused by default.\n"
         "VfilePatternEx: /Release\\.key$\n"
+        "# The lab mirror is on this machine, and a new lab may build its packages again under\n"
+        "# the same names: never cached (a cached copy would fail apt's hash check).\n"
+        f"DontCache: {GATEWAY.replace('.', '[.]')}(:{plan.LAB_MIRROR_PORT})?/\n"
     )
 
 
@@ -443,6 +446,8 @@ def ensure_proxy(log: Log) -> None:
     for folder in (d, d / "log", plan.PROXY_CACHE):
         folder.mkdir(parents=True, exist_ok=True)
         shutil.chown(folder, ACNG_USER, ACNG_USER)
+    # What an earlier lab cached of its mirror (before DontCache): packages since rebuilt.
+    shutil.rmtree(plan.PROXY_CACHE / GATEWAY, ignore_errors=True)
     if changed:
         stop_proxy()
     if proxy_serving():
