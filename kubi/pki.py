@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pyinfra import logger
 
@@ -81,26 +82,54 @@ def platform_ca(secrets: Secrets, platform_name: str, domain: str) -> tuple[str,
         key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"kubi {platform_name} CA")])
         now = _now()
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=CA_DAYS))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(
-                x509.KeyUsage(False, False, False, False, False, True, True, False, False),
-                critical=True,
-            )
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-            .add_extension(name_constraints(domain), critical=True)
-            .sign(key, hashes.SHA256())
+        cert = self_signed_ca(
+            key, name, now, CA_DAYS, path_length=0, extra=(name_constraints(domain),)
         )
         secrets.write("ca.key", _key_pem(key))  # the key first: a cert without key is useless
         secrets.write("ca.crt", _cert_pem(cert))
     return secrets.read("ca.crt"), secrets.read("ca.key")
+
+
+def self_signed_ca(
+    key: CertificateIssuerPrivateKeyTypes,
+    name: x509.Name,
+    now: dt.datetime,
+    days: int,
+    path_length: int | None,
+    digital_signature: bool = False,
+    extra: tuple[x509.ExtensionType, ...] = (),
+) -> x509.Certificate:
+    """A CA certificate: `key` signs itself, valid from 5 minutes ago (hosts whose clock
+    is a bit behind) for `days`; it signs certificates and CRLs (and, with
+    `digital_signature`, what kubeadm's CAs also sign); `extra` extensions are critical."""
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=digital_signature,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )  # fmt: skip
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+    )
+    for extension in extra:
+        builder = builder.add_extension(extension, critical=True)
+    return builder.sign(key, hashes.SHA256())
 
 
 def _sans(cert: x509.Certificate) -> set[str]:

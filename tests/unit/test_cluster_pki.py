@@ -54,6 +54,7 @@ def store(made, tmp_path) -> Secrets:
 def other(tmp_path_factory) -> Secrets:
     """Another platform's PKI, only read."""
     store = Secrets(tmp_path_factory.mktemp("other") / "secrets")
+    cluster_pki(store)  # made here: a test that needs it may run alone (or on its own worker)
     return store
 
 

@@ -11,6 +11,8 @@ import pytest
 from kubi.config import ConfigError, matrices, validate
 from kubi.config.versions import Versions, kubernetes_end_of_life
 
+from .test_config import description
+
 # Debian 12's containerd (the lab's), which every supported minor must run on.
 DEBIAN_CONTAINERD = "1.6.20"
 
@@ -203,20 +205,7 @@ def test_end_of_life_names_no_successor_when_every_minor_is_gone():
 
 @pytest.fixture
 def description_for():
-    def make(version: str) -> dict:
-        return {
-            "name": "unit",
-            "versions": {"kubernetes": version},
-            "groups": {
-                "input": [("in1.example.invalid", {"ip": "10.10.0.11"})],
-                "output": [("out1.example.invalid", {"ip": "10.10.0.12"})],
-                "repository": [("repo1.example.invalid", {"ip": "10.10.0.13"})],
-                "control_plane": [("cp1.example.invalid", {"ip": "10.10.0.21"})],
-                "workers": [("w1.example.invalid", {"ip": "10.10.0.31"})],
-            },
-        }
-
-    return make
+    return lambda version: description(versions={"kubernetes": version})
 
 
 def eol_notices(caplog) -> list[tuple[int, str]]:
