@@ -10,8 +10,11 @@ Runs first in deploys/all.py, before the seed of the other hosts uses it.
 
 from __future__ import annotations
 
+import shlex
 from ipaddress import ip_address
 from urllib.parse import urlsplit
+
+from pyinfra.operations import server
 
 from kubi import ops
 from kubi.config import Platform
@@ -47,6 +50,24 @@ def user_ports(cfg: Platform) -> list[int]:
     return sorted({80, 443} | {port for port in ports if port})
 
 
+def warm_up_command(port: int, mirror: str, suite: str) -> str:
+    """Fetch the mirror's indexes through the proxy, or fail with one line naming it."""
+    base = mirror.rstrip("/")
+    urls = [f"{base}/dists/{dist}/InRelease" for dist in (suite, f"{suite}-updates")]
+    fetches = " && ".join(
+        # A new apt-cacher-ng answers its very first requests 500 for a few seconds.
+        "curl -fsS -o /dev/null --max-time 60 --retry 15 --retry-delay 2 --retry-all-errors"
+        f" -x http://127.0.0.1:{port} {shlex.quote(url)}"
+        for url in urls
+    )
+    said = shlex.quote(
+        f"kubi: the package proxy (apt-cacher-ng on port {port}) cannot fetch {base}'s "
+        "indexes: check its upstream (package_proxy.upstream_proxy or apt_proxy) and "
+        "/var/log/apt-cacher-ng/apt-cacher.err"
+    )
+    return f'if ! err=$({{ {fetches}; }} 2>&1); then echo {said} "($err)" >&2; exit 1; fi'
+
+
 @component("package_proxy")
 def package_proxy() -> None:
     cfg = platform()
@@ -66,26 +87,39 @@ def package_proxy() -> None:
         # It keeps what it resolved (DnsCacheSeconds); not installed yet on a fresh host.
         reload="! systemctl is-active -q apt-cacher-ng || systemctl restart apt-cacher-ng",
     )
-    ops.packages(name="apt-cacher-ng package", names=["apt-cacher-ng"])
-    ops.file(
-        name="apt-cacher-ng settings",
-        path="/etc/apt-cacher-ng/zz_kubi.conf",
-        content=render(
-            "package_proxy",
-            "acng.conf",
-            port=settings.port,
-            upstream_proxy=upstream,
-            user_ports=user_ports(cfg),
-        ),
-        reload=restart,
+    changes = [ops.packages(name="apt-cacher-ng package", names=["apt-cacher-ng"])]
+    changes.append(
+        ops.file(
+            name="apt-cacher-ng settings",
+            path="/etc/apt-cacher-ng/zz_kubi.conf",
+            content=render(
+                "package_proxy",
+                "acng.conf",
+                port=settings.port,
+                upstream_proxy=upstream,
+                user_ports=user_ports(cfg),
+            ),
+            reload=restart,
+        )
     )
-    ops.file(
-        name="apt-cacher-ng Debian mirror",
-        path="/etc/apt-cacher-ng/backends_debian",
-        content=f"{mirror}\n",
-        reload=restart,
+    changes.append(
+        ops.file(
+            name="apt-cacher-ng Debian mirror",
+            path="/etc/apt-cacher-ng/backends_debian",
+            content=f"{mirror}\n",
+            reload=restart,
+        )
     )
-    ops.service(name="apt-cacher-ng running", unit="apt-cacher-ng")
+    changes.append(ops.service(name="apt-cacher-ng running", unit="apt-cacher-ng"))
+    # A new apt-cacher-ng 3.7 answers its first requests 500 for a while, and once wedged
+    # under the first burst of every host asking for the same index at once (lab CI): wait
+    # until it fetches the indexes, alone, before the other hosts' seed asks for them. A
+    # proxy that never does fails here, in one line.
+    if any(op.will_change for op in changes):  # only then: a converged run changes nothing
+        server.shell(
+            name="package proxy answers (first fetch of the Debian indexes)",
+            commands=[warm_up_command(settings.port, f"{mirror}", cfg.versions.debian)],
+        )
 
 
 if entry_script(__name__):

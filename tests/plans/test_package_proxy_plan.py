@@ -41,6 +41,10 @@ def test_fresh_repository_host(description):
     assert "PassThroughPattern" not in conf  # no CONNECT: never an open relay
     assert uploads(lines)[MIRROR] == "http://deb.debian.org/debian/\n"
     assert sum("&& systemctl restart apt-cacher-ng" in line for line in lines) == 2
+    # Then the indexes are fetched once, alone, before the other hosts' seed asks for them.
+    warm = lines[-1]
+    assert warm.startswith("package proxy answers (first fetch of the Debian indexes): ")
+    assert "-x http://127.0.0.1:3142 http://deb.debian.org/debian/dists/bookworm/InRelease" in warm
 
 
 def test_converged_plans_nothing(description):
