@@ -25,12 +25,14 @@ import functools
 import logging
 import socket
 import sys
+import time
 from typing import Any
 
 logger = logging.getLogger("pyinfra")
 
 KEEPALIVE = 10  # seconds between SSH keepalives on an idle connection
 DEAD_AFTER = 30  # seconds of unacknowledged data before a connection is given up
+SETTLE = 1.0  # seconds for paramiko to mark a transport that met its end inactive
 
 # host name -> where it was lost ("while planning" or "during '<operation>'")
 dropped: dict[str, str] = {}
@@ -88,6 +90,20 @@ def lost(
     return LostWhileExecuting(short) if executing else LostWhilePlanning(short)
 
 
+def dead(connector: Any, error: BaseException | None) -> bool:
+    """Whether the connection has ended. paramiko's writer meets the closed socket (EOFError)
+    before its reader thread marks the transport inactive: an EOFError is an end at once;
+    otherwise the transport gets SETTLE seconds to say so."""
+    if isinstance(error, EOFError):
+        return True
+    deadline = time.monotonic() + SETTLE
+    while alive(connector):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def _guarded(method: Any) -> Any:
     """A connector method whose failures on a dead connection say that the host is lost."""
 
@@ -95,11 +111,14 @@ def _guarded(method: Any) -> Any:
     def call(self: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             result = method(self, *args, **kwargs)
+        except (LostWhilePlanning, LostWhileExecuting):
+            raise
         except Exception as exc:
-            if alive(self) or isinstance(exc, (LostWhilePlanning, LostWhileExecuting)):
+            if not dead(self, exc):
                 raise
             raise lost(self.host, self.state, exc) from None
-        # A command cut short by the connection's end returns a plain failure.
+        # A command cut short by the connection's end returns a plain failure (no wait here:
+        # commands and facts fail for ordinary reasons on live hosts too).
         failed = result is False or (isinstance(result, tuple) and result[0] is False)
         if failed and getattr(self, "client", None) is not None and not alive(self):
             raise lost(self.host, self.state, None)

@@ -111,12 +111,12 @@ def lock_host(host: Any, state: Any, who: str) -> None:
         channel.exec_command(script)
         first = channel.makefile("r").readline().strip()
     except Exception as exc:  # a host that went down since pyinfra connected
-        if dropout.alive(host.connector):
+        if not dropout.dead(host.connector, exc):
             raise
         raise dropout.lost(host, state, exc) from None
     if first != "locked":
         channel.close()
-        if not first and not dropout.alive(host.connector):
+        if not first and dropout.dead(host.connector, None):  # a lock taken says "locked"
             raise dropout.lost(host, state, None)
         raise RunLocked(
             f"kubi: {host.name} is being deployed by another run: {_who(first)}; wait for it "

@@ -44,3 +44,11 @@ def test_an_error_on_a_dead_connection_names_the_lost_host(host, monkeypatch):
     executing = SimpleNamespace(current_stage=StateStage.Execute)
     assert isinstance(dropout.lost(host, executing, None), ConnectionError)  # pyinfra's kind
     assert dropout.dropped == {"test-host": "while planning"}  # said once
+
+
+def test_an_eof_is_an_end_at_once_while_a_live_connection_is_not_dead(host):
+    # paramiko's writer meets the closed socket before its reader marks the transport.
+    assert dropout.dead(host.connector, EOFError())
+    assert not dropout.dead(host.connector, OSError("a command's own failure"))
+    host.connector.client.get_transport().close()
+    assert dropout.dead(host.connector, OSError())
