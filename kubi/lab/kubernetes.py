@@ -38,7 +38,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kubi.lab import images, mirror, plan
+from kubi.lab import images, machine, mirror, plan
 from kubi.lab.images import FileDigests, run_tool
 from kubi.lab.machine import SYSFS_NET
 from kubi.lab.plan import BRIDGE, LAB_MIRROR, PATH_ENV, LabError, Log
@@ -54,6 +54,7 @@ UPSTREAM_HOST = "pkgs.k8s.io"
 REVISION = "1.1"
 # A change of recipe (below) rebuilds every package.
 RECIPE = "kubi-lab kubernetes packages v1"
+FINGERPRINT_FILE = "key-fingerprint"  # beside the GnuPG home: the key's, for the inventory
 KEY_USER_ID = "kubi lab package mirror <kubi-lab@kubi.invalid>"
 # The longest GnuPG home whose agent sockets (S.gpg-agent.browser...) fit a socket's path.
 SOCKET_HOME_MAX = 80
@@ -277,12 +278,18 @@ def ensure_key(home: Path) -> str:
             fingerprint = _secret_fingerprint(gnupg)
         if fingerprint is None:
             raise LabError(f"gpg made no signing key in {home}; remove the folder and retry.")
-        return fingerprint
+    # Recorded for the inventory, which reads it on every run, several runs at once: gpg on
+    # one home from concurrent runs failed one of them.
+    machine.write(home.parent / FINGERPRINT_FILE, f"{fingerprint}\n")
+    return fingerprint
 
 
 def key_fingerprint() -> str:
-    """The fingerprint the lab's platform pins for the Kubernetes repository (the key is
-    made when there is none yet)."""
+    """The fingerprint the lab's platform pins for the Kubernetes repository: as `up`
+    recorded it, else from the key itself (made when there is none yet)."""
+    recorded = gnupg_home().parent / FINGERPRINT_FILE
+    if recorded.is_file() and re.fullmatch(r"[0-9A-F]{40}", recorded.read_text().strip()):
+        return recorded.read_text().strip()
     return ensure_key(gnupg_home())
 
 
