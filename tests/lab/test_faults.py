@@ -20,6 +20,9 @@ from .conftest import BIN, ROOT, address_of, changed_ops, failed_ops, pyinfra
 
 pytestmark = pytest.mark.lab
 
+# Something apt must fetch again on the next seed: removed, and out of the local archive.
+REFETCH = "apt-get remove -y -q lsof >/dev/null 2>&1 && apt-get clean"
+
 
 @pytest.fixture(scope="module")
 def converged(lab_state):
@@ -148,10 +151,7 @@ def test_a_file_nginx_refuses_is_named_and_other_hosts_converge(converged):
 def test_a_package_proxy_that_is_down_is_said_in_one_line(converged):
     repository, worker = address_of(converged, "repository"), address_of(converged, "workers")
     # Removed and out of the local archive, so apt must fetch it.
-    assert (
-        lab.run_on(worker, "apt-get remove -y -q lsof >/dev/null 2>&1 && apt-get clean").returncode
-        == 0
-    )
+    assert lab.run_on(worker, REFETCH).returncode == 0
     assert lab.run_on(repository, "systemctl stop apt-cacher-ng").returncode == 0
     try:
         failed = pyinfra("-y", "deploys/seed.py", "--limit", "lab-worker1")
@@ -217,9 +217,7 @@ def test_a_host_lost_during_execution_is_said_once_and_the_others_converge(conve
     worker = address_of(converged, "workers")
     # Something for apt to fetch, so that the host dies during an operation; a file on its
     # disk, which `kubi lab stop` / `start` keep.
-    prepared = lab.run_on(
-        worker, "apt-get remove -y -q lsof >/dev/null 2>&1 && apt-get clean && touch /root/kept"
-    )
+    prepared = lab.run_on(worker, f"{REFETCH} && touch /root/kept")
     assert prepared.returncode == 0
     run = _start("--json", "-y", "deploys/all.py")
     try:
@@ -252,7 +250,7 @@ def test_a_host_lost_during_execution_is_said_once_and_the_others_converge(conve
 def test_an_interrupted_run_exits_non_zero_and_a_rerun_converges(converged):
     worker = address_of(converged, "workers")
     # Something for apt to fetch, so that the run is busy on the host when interrupted.
-    removed = lab.run_on(worker, "apt-get remove -y -q lsof >/dev/null 2>&1 && apt-get clean")
+    removed = lab.run_on(worker, REFETCH)
     assert removed.returncode == 0
     run = subprocess.Popen(
         [str(BIN / "pyinfra"), "inventories/lab.py", "-y", "deploys/seed.py", "--limit",
