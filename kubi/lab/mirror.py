@@ -137,13 +137,16 @@ def stop(run_dir: Path = plan.LAB_MIRROR_RUN_DIR) -> None:
 def _alive(pid: int) -> bool:
     """Whether `pid` still runs; a child of this process that ended is reaped (`up` started
     the server from this process: a test does)."""
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
+    for _ in range(2):  # again once it is seen ended: it may have ended just after the first
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+        except (OSError, IndexError):
+            return False
+        if state != "Z":
+            return True
+    return False
 
 
 def start(
