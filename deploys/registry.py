@@ -16,6 +16,7 @@ import shlex
 
 from pyinfra.operations import files, server
 
+import kubi.images
 import kubi.registry
 from kubi import nginx, ops
 from kubi.deploy import component, entry_script, me, platform
@@ -134,20 +135,39 @@ def registry() -> None:
             content=ca,
             make_dirs=True,
         )
-        ops.file(
-            name="containerd registry hosts.toml",
-            path=f"{folder}/hosts.toml",
-            content=render(
-                "registry",
-                "hosts.toml",
-                certs_dir=kubi.registry.CONTAINERD_CERTS_DIR,
-                url=kubi.registry.url(cfg),
-                ca_file=ca_file if ca else None,
-                authorization=pull.basic() if pull else None,
-            ),
-            mode="600",  # holds the pull account's credentials
-            make_dirs=True,
-        )
+        registry_url = kubi.registry.url(cfg)
+        # folder under certs.d: (the upstream registry it mirrors, hosts.toml's server, its
+        # host or None to remove the file)
+        hosts: list[tuple[str, str | None, str, str | None]] = [
+            (kubi.registry.endpoint(cfg), None, registry_url, registry_url)
+        ]
+        # With the images component, each upstream registry of the platform's images is
+        # pulled through the platform registry's copies (kubi/images.py); without, the
+        # files are removed and nodes pull from upstream.
+        mirrored = kubi.images.from_platform_registry(cfg)
+        for origin in kubi.images.upstream_registries(cfg):
+            through = f"{registry_url}/v2/{origin}" if mirrored else None
+            hosts.append((origin, origin, f"https://{origin}", through))
+        for name, upstream, server_url, host_url in hosts:
+            content: str | None = None
+            if host_url is not None:
+                content = render(
+                    "registry",
+                    "hosts.toml",
+                    certs_dir=kubi.registry.CONTAINERD_CERTS_DIR,
+                    mirrored=upstream,
+                    server=server_url,
+                    host_url=host_url,
+                    ca_file=ca_file if ca else None,
+                    authorization=pull.basic() if pull else None,
+                )
+            ops.file(
+                name=f"containerd hosts.toml of {name}",
+                path=f"{kubi.registry.CONTAINERD_CERTS_DIR}/{name}/hosts.toml",
+                content=content,
+                mode="600",  # holds the pull account's credentials
+                make_dirs=True,
+            )
 
 
 if entry_script(__name__):

@@ -9,7 +9,16 @@ from pyinfra.api import FactBase
 from kubi import aptsource
 
 _KUBEADM_STATE = r"""
-[ -s /etc/kubernetes/kubelet.conf ] && echo joined=yes
+# Done: the kubelet uses its own rotated client certificate (written by kubeadm init's last
+# kubelet phase, or by the kubelet once its join's TLS bootstrap succeeded). Anything of
+# kubeadm's short of that is an init or join that did not finish.
+if grep -qs kubelet-client-current.pem /etc/kubernetes/kubelet.conf; then echo joined=yes
+else
+  for left in /etc/kubernetes/kubelet.conf /etc/kubernetes/bootstrap-kubelet.conf \
+      /var/lib/etcd/member /etc/kubernetes/manifests/*.yaml; do
+    [ -e "$left" ] && { echo "partial=$left"; break; }
+  done
+fi
 [ -s /etc/kubernetes/manifests/kube-apiserver.yaml ] && echo control_plane=yes
 command -v kubeadm >/dev/null && echo "kubeadm=$(kubeadm version -o short 2>/dev/null)"
 if [ -s /etc/kubernetes/pki/apiserver.crt ]; then
@@ -27,7 +36,8 @@ class KubernetesNodeState(FactBase):
 
         {
             "keyrings": {"/etc/apt/keyrings/kubi-kubernetes.gpg": None},  # aptsource
-            "joined": True,            # /etc/kubernetes/kubelet.conf: init or join done
+            "joined": True,            # init or join done
+            "partial": None,           # what an init or join that did not finish left
             "control_plane": True,     # a static kube-apiserver pod
             "kubeadm": "v1.33.3",      # installed kubeadm, or None
             "apiserver_expiry": 1.8e9, # epoch seconds of the API server certificate's end
@@ -41,6 +51,7 @@ class KubernetesNodeState(FactBase):
         state: dict = {
             "keyrings": aptsource.parse_keyrings(output),
             "joined": False,
+            "partial": None,
             "control_plane": False,
             "kubeadm": None,
             "apiserver_expiry": None,
@@ -49,6 +60,8 @@ class KubernetesNodeState(FactBase):
             key, _, value = line.partition("=")
             if key in ("joined", "control_plane"):
                 state[key] = value == "yes"
+            elif key == "partial" and value.startswith("/"):
+                state[key] = value
             elif key == "kubeadm" and value.startswith("v"):
                 state["kubeadm"] = value
             elif key == "apiserver_expiry" and value:

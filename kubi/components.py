@@ -133,6 +133,15 @@ COMPONENTS: tuple[Component, ...] = (
         needs=("nginx",),
     ),
     Component(
+        "images",
+        "the platform's container images copied into its registry; nodes pull through it "
+        "(platforms without the internet)",
+        roles=("repository",),
+        settings="images",
+        default=False,
+        needs=("registry",),
+    ),
+    Component(
         "containerd",
         "containerd, runc and the CNI plugins on Kubernetes nodes, pulling through the "
         "platform registry",

@@ -8,6 +8,8 @@ its own api_proxy (`Platform.api_endpoint`) and checks the cluster CA by its has
 
 from __future__ import annotations
 
+import shlex
+
 from kubi import kubernetes
 from kubi.cluster_pki import ClusterPki
 from kubi.config import Host, Platform, matrices
@@ -16,6 +18,31 @@ from kubi.templates import render
 CONFIG_DIR = "/etc/kubernetes/kubi"
 CONFIG = f"{CONFIG_DIR}/kubeadm.yaml"
 PKI_DIR = "/etc/kubernetes/pki"
+PATCHES_DIR = f"{CONFIG_DIR}/patches"  # kubernetes.kubeadm_patches, copied
+ADMIN_CONF = "/etc/kubernetes/admin.conf"
+CRI_SOCKET = "unix:///run/containerd/containerd.sock"
+
+# Every command is given the node's configuration file, never a secret on its command line;
+# what kubeadm would print of one (the join command, the certificate key) is not printed.
+INIT = (
+    f"kubeadm init --config {CONFIG} --upload-certs --skip-token-print --skip-certificate-key-print"
+)
+JOIN = f"kubeadm join --config {CONFIG}"
+# An init or join that did not finish is undone before it runs again. The certificates stay
+# (kubeadm reset cleans --cert-dir, here an empty folder): the deployer's cluster PKI, and
+# what kubeadm made from it, are used again; kubeadm leaves the CNI files and iptables alone.
+KEPT_PKI = f"{CONFIG_DIR}/reset-keeps-pki"
+UNDO = (
+    f"install -d -m 700 {KEPT_PKI} && kubeadm reset -f --cri-socket {CRI_SOCKET} "
+    f"--cert-dir {KEPT_PKI}"
+)
+# Before a join: the bootstrap token lives 24 h and the uploaded control-plane certificates
+# 2 h, so the first control plane makes both valid again (from its configuration file).
+REFRESH_JOIN = (
+    f"kubeadm token create --config {CONFIG} --kubeconfig {ADMIN_CONF} >/dev/null && "
+    f"kubeadm init phase upload-certs --upload-certs --config {CONFIG} "
+    f"--kubeconfig {ADMIN_CONF} >/dev/null"
+)
 
 PARTS = {
     "init": "first control plane (kubeadm init)",
@@ -70,4 +97,22 @@ def config(platform: Platform, node: Host, ip_of: dict[str, str], pki: ClusterPk
         cert_sans=cert_sans(platform, ip_of),
         cgroup_driver=platform.containerd.cgroup_driver,
         nodes_are_containers=platform.kubernetes.nodes_are_containers,
+        ignore_preflight_errors=platform.kubernetes.ignore_preflight_errors,
+        patches_dir=PATCHES_DIR if platform.kubernetes.kubeadm_patches else None,
+    )
+
+
+def wait_for_api(endpoint: str, seconds: int = 90) -> str:
+    """Shell that waits, at most `seconds`, for the API at `endpoint` (host:port) to answer
+    /readyz through this node's api_proxy, else fails with one line saying why: a join
+    would otherwise wait five minutes for a first control plane that failed."""
+    tries = seconds // 3
+    url = shlex.quote(f"https://{endpoint}/readyz")
+    said = shlex.quote(
+        f"kubi: the Kubernetes API at {endpoint} did not answer in {seconds} s; did the "
+        "first control plane's kubeadm init fail? (see its output above)"
+    )
+    return (
+        f"i=0; until curl -skf --max-time 3 -o /dev/null {url}; do i=$((i+1)); "
+        f"[ $i -lt {tries} ] || {{ echo {said} >&2; exit 1; }}; sleep 2; done"
     )

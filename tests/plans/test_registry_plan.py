@@ -39,9 +39,12 @@ def description(description, tmp_path):
     return description
 
 
+MIRROR = "/etc/containerd/certs.d/registry.k8s.io/hosts.toml"  # with the images component
+
+
 def fresh_facts(paths=REPO_FILES):
     return {
-        "kubi.facts.ManagedFile": {f"path={p}": None for p in paths},
+        "kubi.facts.ManagedFile": {f"path={p}": None for p in (*paths, MIRROR)},
         "deb.DebPackages": {"_": {"nginx": ["1.22.1"]}},
         "files.Directory": {f"path={d}": None for d in DIRS},
         SERVICE: {"unit=docker-registry": {"active": False, "enabled": None}},
@@ -52,6 +55,7 @@ def converged_facts(description, host, paths=REPO_FILES):
     written = uploads(plan(DEPLOY, host, description, fresh_facts(paths)))
     modes = {p: "600" for p in ("/etc/nginx/tls/repository.pem", f"{CONTAINERD}/hosts.toml")}
     files = {f"path={p}": managed(c, modes.get(p, "644")) for p, c in written.items()}
+    files[f"path={MIRROR}"] = None
     for p in (
         "/etc/nginx/auth/repository-pull.htpasswd",
         "/etc/nginx/auth/repository-push.htpasswd",
@@ -197,9 +201,32 @@ def test_kubernetes_node_gets_the_ca_and_containerd_files(description, tmp_path,
         entry["header"]["Authorization"]
         == "Basic " + base64.b64encode(f"kubi-pull:{pull}".encode()).decode()
     )
-    hosts_line = [line for line in lines if line.startswith("containerd registry hosts.toml: sh")]
+    name = f"containerd hosts.toml of {ALIAS}"
+    hosts_line = [line for line in lines if line.startswith(f"{name}: sh")]
     assert "chmod 600" in hosts_line[0]
     assert not [line for line in lines if "docker-registry" in line or "nginx" in line]
+
+
+def test_with_the_images_component_nodes_pull_upstream_names_through_the_registry(
+    description, tmp_path
+):
+    import tomllib
+
+    description["components"] = {"images": True}
+    lines = plan(DEPLOY, "w1", description, fresh_facts(NODE_FILES))
+    parsed = tomllib.loads(uploads(lines)[MIRROR])
+    assert parsed["server"] == "https://registry.k8s.io"
+    entry = parsed["host"][f"https://{ALIAS}/v2/registry.k8s.io"]
+    assert entry["override_path"] is True  # <registry>/v2/registry.k8s.io/<name>/manifests/..
+    assert entry["ca"] == f"{CONTAINERD}/ca.crt"
+    assert entry["header"]["Authorization"].startswith("Basic ")
+    # Turned off again: the file goes, and the nodes pull from upstream.
+    description["components"] = {}
+    facts = fresh_facts(NODE_FILES)
+    facts["kubi.facts.ManagedFile"][f"path={MIRROR}"] = managed("old", "600")
+    removal = [line for line in plan(DEPLOY, "w1", description, facts) if MIRROR in line]
+    assert removal and removal[0].startswith("containerd hosts.toml of registry.k8s.io: ")
+    assert f"rm -f {MIRROR}" in removal[-1]
 
 
 @pytest.mark.parametrize("host", ["cp1", "w1"])

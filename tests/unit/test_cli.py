@@ -84,7 +84,8 @@ def test_config_show_prints_effective_defaults(tmp_path):
     assert [h["name"] for h in shown["hosts"]] == ["in1", "out1", "repo1", "cp1", "w1"]
     # Every component, on or off, in converge order.
     assert list(shown["components"]) == list(components.NAMES)
-    assert all(shown["components"].values())
+    assert shown["components"] == {c.name: c.default for c in components.COMPONENTS}
+    assert not shown["components"]["images"]  # on only where nodes lack the internet
 
 
 BAD = {"extra_cp": ', ("cp2", {"address": "127.0.0.22"})', "port": '"22"', "extra": "sed={},"}

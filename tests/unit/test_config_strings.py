@@ -212,6 +212,21 @@ SAMPLES: dict[str, tuple[str, Any, str]] = {
         _section("kubernetes", "packages_key"),
         "field 'kubernetes.packages_key'",
     ),
+    "images.archives": (
+        str(Path(__file__).parent),
+        _section("images", "archives"),
+        "images.archives",
+    ),
+    "kubernetes.kubeadm_patches": (
+        str(Path(__file__).parent / "data" / "kubeadm-patches"),
+        _section("kubernetes", "kubeadm_patches"),
+        "kubernetes.kubeadm_patches",
+    ),
+    "kubernetes.ignore_preflight_errors[]": (
+        "Swap",
+        _listed("kubernetes", "ignore_preflight_errors"),
+        "field 'kubernetes.ignore_preflight_errors.0'",
+    ),
     "graylog.graylog_heap": ("2g", _section("graylog", "graylog_heap"), "graylog.graylog_heap"),
     "graylog.opensearch_heap": (
         "512m",
@@ -258,6 +273,8 @@ SAMPLES: dict[str, tuple[str, Any, str]] = {
 # key material, below) are refused.
 LOCAL = {
     "secrets_dir",
+    "images.archives",
+    "kubernetes.kubeadm_patches",
     "ssh.key",
     "ssh.known_hosts_file",
     "registry.tls_cert",

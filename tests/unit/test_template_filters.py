@@ -88,8 +88,8 @@ def test_registry_files_escape_what_they_cannot_refuse():
     assert config["http"]["addr"] == "127.0.0.1:5000"
     url = 'https://r"]\n[host."https://evil.invalid"'
     hosts = tomllib.loads(
-        render("registry", "hosts.toml", certs_dir="/c", url=url, ca_file="/c/ca.crt",
-               authorization='x"\nserver = "evil')
+        render("registry", "hosts.toml", certs_dir="/c", server=url, host_url=url,
+               mirrored=None, ca_file="/c/ca.crt", authorization='x"\nserver = "evil')
     )  # fmt: skip
     assert hosts["server"] == url and list(hosts["host"]) == [url]
     assert hosts["host"][url]["header"]["Authorization"] == 'Basic x"\nserver = "evil'
