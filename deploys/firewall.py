@@ -31,17 +31,8 @@ def firewall() -> None:
     cfg = platform()
     node = me()
     ops.packages(name="nftables", names=["nftables"])
-    rules = kubi.firewall.ruleset(cfg, node, addresses())
-    # Accounts that keep their way out of the input host: operators and the deploy's own.
-    # By name: nft resolves them when it loads the rules, after the bastion (earlier in
-    # the run) has made the accounts, so a first run converges at once.
-    exempt = []
-    if rules.people_ports:
-        if cfg.enabled("bastion"):
-            exempt += [u.name for u in cfg.users if u.role == "ops"]
-        if node.ssh_user != "root":
-            exempt.append(node.ssh_user)
     state = host.get_fact(FirewallState)
+    rules, text = kubi.firewall.rules_file(cfg, node, addresses(), state["uid_range"])
 
     if rules.ssh_refuses(state["client"]):
         field = "ssh_from" if "input" in node.roles else "admin_networks"
@@ -58,7 +49,6 @@ def firewall() -> None:
         return
 
     path = kubi.firewall.RULES_FILE
-    text = rules.text(exempt, state["uid_range"])
     written = ops.file(
         name="firewall rules",
         path=path,

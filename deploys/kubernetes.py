@@ -20,7 +20,7 @@ from pyinfra.operations import server
 import kubi.kubernetes
 from facts.kubernetes import KubernetesNodeState
 from kubi import kubeadm, ops, pod_network
-from kubi.cluster_pki import cluster_pki
+from kubi.cluster_pki import ClusterPki, cluster_pki
 from kubi.config import Host, Platform
 from kubi.deploy import addresses, component, entry_script, me, platform, vendor_packages
 from kubi.secrets import for_platform
@@ -71,7 +71,7 @@ def kubernetes() -> None:
         )
     if cfg.kubernetes.pod_network == "bridge":
         bridge_network(cfg, node)
-    join_cluster(cfg, node, state)
+    join_cluster(cfg, node, pki, state)
 
 
 def bridge_network(cfg: Platform, node: Host) -> None:
@@ -108,7 +108,7 @@ def bridge_network(cfg: Platform, node: Host) -> None:
     ops.service(name="pod routes at boot", unit=pod_network.ROUTES_UNIT)
 
 
-def join_cluster(cfg: Platform, node: Host, run) -> None:
+def join_cluster(cfg: Platform, node: Host, pki: ClusterPki, run) -> None:
     """init, joins, and what a join needs of the first control plane. Each node's state is a
     fact read when pyinfra plans, so only the nodes not yet in the cluster do anything."""
     kind = kubeadm.kind_of(cfg, node)
@@ -123,7 +123,7 @@ def join_cluster(cfg: Platform, node: Host, run) -> None:
         elif _waiting(cfg, run):
             server.shell(
                 name="bootstrap token and control-plane certificates for the joins",
-                commands=[kubeadm.REFRESH_JOIN],
+                commands=[kubeadm.refresh_join(pki.token_id)],
             )
     elif not mine["joined"] and kind == "join-control-plane":
         server.shell(

@@ -14,11 +14,14 @@ import shlex
 from ipaddress import ip_address
 from urllib.parse import urlsplit
 
+from pyinfra import host
 from pyinfra.operations import server
 
+import kubi.firewall
+from facts.firewall import FirewallState
 from kubi import ops
 from kubi.config import Platform
-from kubi.deploy import component, entry_script, platform
+from kubi.deploy import addresses, component, entry_script, me, platform
 from kubi.templates import render
 
 # apt-cacher-ng 3.7 asks DNS about an upstream given as an address (an SRV query, then A and
@@ -120,6 +123,32 @@ def package_proxy() -> None:
             name="package proxy answers (first fetch of the Debian indexes)",
             commands=[warm_up_command(settings.port, f"{mirror}", cfg.versions.debian)],
         )
+    admit_new_hosts(cfg)
+
+
+def admit_new_hosts(cfg: Platform) -> None:
+    """A host added to the platform installs through this proxy in its seed, before the
+    firewall component (later in the run) opens the proxy to it: where this host's firewall
+    is loaded, the run's rules are loaded now (the firewall component finds them there).
+    Not on a host that is also the input host: its rules name operators the bastion may
+    make only later in the run."""
+    node = me()
+    if not cfg.enabled("firewall") or "input" in node.roles:
+        return
+    state = host.get_fact(FirewallState)
+    if state["loaded"] is None:
+        return  # no firewall yet: nothing refuses the new hosts
+    rules, text = kubi.firewall.rules_file(cfg, node, addresses(), state["uid_range"])
+    if rules.ssh_refuses(state["client"]) or state["loaded"] == kubi.firewall.loaded_digest(text):
+        return  # the firewall component refuses the former with its message
+    path = kubi.firewall.RULES_FILE
+    ops.file(
+        name="firewall admits every platform host (new ones install through this proxy)",
+        path=path,
+        content=text,
+        check=f"nft -c -f {path}",
+        reload=f"nft -f {path}",
+    )
 
 
 if entry_script(__name__):

@@ -76,6 +76,11 @@ class ClusterPki:
     certificate_key: str = field(repr=False)
     discovery_hash: str  # of the CA's public key: public, and what a join checks
 
+    @property
+    def token_id(self) -> str:
+        """The bootstrap token's public half (`<id>.<secret>`), which names it."""
+        return self.bootstrap_token.split(".", 1)[0]
+
     def pki_files(self) -> dict[str, str]:
         """kubeadm's certificate folder (/etc/kubernetes/pki) as relative path -> content."""
         files = {}

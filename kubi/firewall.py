@@ -101,6 +101,23 @@ class Ruleset:
         return not any(o.admits(client, self.ssh_port) for o in self.openings)
 
 
+def rules_file(
+    cfg: Platform, node: Host, ip_of: dict[str, str], uid_range: tuple[int, int]
+) -> tuple[Ruleset, str]:
+    """The firewall of `node` and the text of its rules file."""
+    rules = ruleset(cfg, node, ip_of)
+    # Accounts that keep their way out of the input host: operators and the deploy's own.
+    # By name: nft resolves them when it loads the rules, after the bastion (earlier in
+    # the run) has made the accounts, so a first run converges at once.
+    exempt = []
+    if rules.people_ports:
+        if cfg.enabled("bastion"):
+            exempt += [u.name for u in cfg.users if u.role == "ops"]
+        if node.ssh_user != "root":
+            exempt.append(node.ssh_user)
+    return rules, rules.text(exempt, uid_range)
+
+
 def _within(port: int, ports: str) -> bool:
     low, _, high = ports.partition("-")
     return int(low) <= port <= int(high or low)

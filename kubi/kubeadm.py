@@ -36,13 +36,6 @@ UNDO = (
     f"install -d -m 700 {KEPT_PKI} && kubeadm reset -f --cri-socket {CRI_SOCKET} "
     f"--cert-dir {KEPT_PKI}"
 )
-# Before a join: the bootstrap token lives 24 h and the uploaded control-plane certificates
-# 2 h, so the first control plane makes both valid again (from its configuration file).
-REFRESH_JOIN = (
-    f"kubeadm token create --config {CONFIG} --kubeconfig {ADMIN_CONF} >/dev/null && "
-    f"kubeadm init phase upload-certs --upload-certs --config {CONFIG} "
-    f"--kubeconfig {ADMIN_CONF} >/dev/null"
-)
 
 PARTS = {
     "init": "first control plane (kubeadm init)",
@@ -115,4 +108,16 @@ def wait_for_api(endpoint: str, seconds: int = 90) -> str:
     return (
         f"i=0; until curl -skf --max-time 3 -o /dev/null {url}; do i=$((i+1)); "
         f"[ $i -lt {tries} ] || {{ echo {said} >&2; exit 1; }}; sleep 2; done"
+    )
+
+
+def refresh_join(token_id: str) -> str:
+    """Before a join: the bootstrap token lives 24 h and the uploaded control-plane
+    certificates 2 h, so the first control plane makes both again from its configuration
+    file (a token is made, not updated: the old one, named by its public id, goes first)."""
+    return (
+        f"kubeadm token delete {token_id} --kubeconfig {ADMIN_CONF} >/dev/null 2>&1; "
+        f"kubeadm token create --config {CONFIG} --kubeconfig {ADMIN_CONF} >/dev/null && "
+        f"kubeadm init phase upload-certs --upload-certs --config {CONFIG} "
+        f"--kubeconfig {ADMIN_CONF} >/dev/null"
     )

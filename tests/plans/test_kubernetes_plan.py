@@ -176,7 +176,7 @@ def test_an_unfinished_join_is_undone_first_and_keeps_the_pki(node):
     assert lines[-1].startswith("kubeadm init (first control plane): kubeadm init")
 
 
-def test_joins_in_the_run_get_a_fresh_token_and_certificates(node):
+def test_joins_in_the_run_get_a_fresh_token_and_certificates(node, tmp_path):
     others = facts()
     state = others.pop("facts.kubernetes.KubernetesNodeState")
     converged = facts(joined=True)
@@ -184,8 +184,11 @@ def test_joins_in_the_run_get_a_fresh_token_and_certificates(node):
 
     lines = plan("deploys/kubernetes.py", "cp1", node, converged, others=("w1",))
     (refresh,) = commands(lines, "bootstrap token and control-plane certificates for the joins")
+    token_id = cluster_pki(Secrets(tmp_path / "secrets")).token_id
     assert refresh == (
-        "kubeadm token create --config /etc/kubernetes/kubi/kubeadm.yaml --kubeconfig "
+        f"kubeadm token delete {token_id} --kubeconfig /etc/kubernetes/admin.conf "
+        ">/dev/null 2>&1; kubeadm token create --config /etc/kubernetes/kubi/kubeadm.yaml "
+        "--kubeconfig "
         "/etc/kubernetes/admin.conf >/dev/null && kubeadm init phase upload-certs "
         "--upload-certs --config /etc/kubernetes/kubi/kubeadm.yaml --kubeconfig "
         "/etc/kubernetes/admin.conf >/dev/null"

@@ -14,11 +14,16 @@ MIRROR = "/etc/apt-cacher-ng/backends_debian"
 HOSTS = ["127.0.0.1\tlocalhost", "10.20.0.3\trepo1"]
 
 
-def facts(files=None, installed=None, active=False, hosts=HOSTS):
+def facts(files=None, installed=None, active=False, hosts=HOSTS, firewall=None):
     return {
+        "facts.firewall.FirewallState": {
+            "_": {"client": "10.20.0.11", "loaded": firewall, "uid_range": (1000, 60000)}
+        },
         "files.FileContents": {"path=/etc/hosts": hosts},
         "deb.DebPackages": {"_": installed or {}},
-        "kubi.facts.ManagedFile": {f"path={p}": (files or {}).get(p) for p in (CONF, MIRROR)},
+        "kubi.facts.ManagedFile": {
+            f"path={p}": (files or {}).get(p) for p in (CONF, MIRROR, "/etc/kubi/firewall.nft")
+        },
         "kubi.facts.ServiceState": {"unit=apt-cacher-ng": {"active": active, "enabled": active}},
     }
 
@@ -95,3 +100,32 @@ def test_a_mirror_given_by_address_is_named_and_a_stale_name_removed(description
 @pytest.mark.parametrize("host", ["in1", "out1", "cp1", "w1"])
 def test_only_on_the_repository_host(description, host):
     assert plan("deploys/package_proxy.py", host, description, {}) == []
+
+
+def test_a_loaded_firewall_admits_new_hosts_before_their_seed(description):
+    """A worker added to the inventory installs through the proxy before the firewall
+    component runs: the proxy host's firewall takes this run's rules first."""
+    from kubi import firewall
+    from kubi.config.platform import validate
+
+    cfg = validate(description, source="t")
+    node = cfg.host("repo1")
+    ip_of = {h.name: str(h.ip) for h in cfg.hosts}
+    _, text = firewall.rules_file(cfg, node, ip_of, (1000, 60000))
+    name = "firewall admits every platform host (new ones install through this proxy)"
+    lines = plan(
+        "deploys/package_proxy.py", "repo1", description, facts(firewall="0123456789abcdef")
+    )
+    admit = [line for line in lines if line.startswith(f"{name}: ")]
+    assert admit and "nft -c -f /etc/kubi/firewall.nft" in admit[-1]
+    assert "nft -f /etc/kubi/firewall.nft" in admit[-1]
+    assert "10.20.0.31" in uploads(lines)["/etc/kubi/firewall.nft"]  # the worker
+    # Rules already loaded, no firewall yet, or the firewall off: nothing.
+    for case, desc in (
+        (facts(firewall=firewall.loaded_digest(text)), description),
+        (facts(), description),
+        (facts(firewall="0123456789abcdef"), {**description, "components": {"firewall": False}}),
+    ):
+        assert not [
+            line for line in plan("deploys/package_proxy.py", "repo1", desc, case) if name in line
+        ]

@@ -3,9 +3,11 @@ PKI on the control planes, and a kubeadm configuration kubeadm itself accepts.""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from kubi import kubeadm, kubernetes
+from kubi import kubeadm, kubernetes, pod_network
 from kubi.cluster_pki import CAS
 from kubi.secrets import for_platform
 
@@ -43,3 +45,68 @@ def test_the_control_planes_hold_the_deployer_s_cas(node, platform):
         assert cert.content_string == secrets.read(f"{secret}.crt"), base
         key = node.file(f"{kubeadm.PKI_DIR}/{base}.key")
         assert (key.user, key.mode) == ("root", 0o600), base
+
+
+# --- the cluster ---------------------------------------------------------------------------
+
+NODE_KUBECTL = "kubectl --kubeconfig /etc/kubernetes/kubelet.conf"
+ADMIN_KUBECTL = f"kubectl --kubeconfig {kubeadm.ADMIN_CONF}"
+
+
+def test_the_node_is_in_the_cluster_and_ready(node):
+    assert node.service("kubelet").is_running and node.service("kubelet").is_enabled
+    name = node.check_output("hostname")
+    # As the node itself (its kubelet's own credentials), through its api_proxy.
+    ready = node.check_output(
+        f"{NODE_KUBECTL} get node {name} "
+        "-o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}'"
+    )
+    assert ready == "True", f"{name} is not Ready"
+
+
+def test_the_api_answers_through_this_node_s_api_proxy(node, platform):
+    answer = node.check_output(
+        f"curl -sS --max-time 10 --cacert {kubeadm.PKI_DIR}/ca.crt "
+        f"https://{platform.api_endpoint}/readyz"
+    )
+    assert answer == "ok"
+
+
+@pytest.mark.roles("control_plane")
+def test_every_node_ready_and_the_control_plane_pods_running(node, platform):
+    nodes = node.check_output(
+        f"{ADMIN_KUBECTL} get nodes -o jsonpath='{{range .items[*]}}{{.metadata.name}}="
+        '{.status.conditions[?(@.type=="Ready")].status} {end}\''
+    )
+    wanted = {h.name for h in platform.hosts if h.is_kubernetes_node}
+    found = dict(pair.split("=") for pair in nodes.split())
+    assert set(found) == wanted and set(found.values()) == {"True"}, found
+    name = node.check_output("hostname")
+    pods = node.check_output(
+        f"{ADMIN_KUBECTL} -n kube-system get pods --field-selector spec.nodeName={name} "
+        "-o jsonpath='{range .items[*]}{.metadata.name}={.status.phase} {end}'"
+    )
+    running = dict(pair.split("=") for pair in pods.split())
+    for part in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"):
+        assert running.get(f"{part}-{name}") == "Running", (part, running)
+
+
+@pytest.mark.roles("control_plane")
+def test_etcd_has_one_member_per_control_plane(node, platform):
+    pki = f"{kubeadm.PKI_DIR}"
+    members = node.check_output(
+        f"curl -sS --max-time 10 --cacert {pki}/etcd/ca.crt --cert "
+        f"{pki}/apiserver-etcd-client.crt --key {pki}/apiserver-etcd-client.key "
+        "-X POST -d '{}' https://127.0.0.1:2379/v3/cluster/member/list"
+    )
+    names = sorted(m["name"] for m in json.loads(members)["members"])
+    assert names == sorted(h.name for h in platform.role("control_plane"))
+
+
+def test_bridge_pod_network_routes_to_every_other_node(node, platform):
+    if platform.kubernetes.pod_network != "bridge":
+        pytest.skip("kubernetes.pod_network is not bridge")
+    assert node.service(pod_network.ROUTES_UNIT).is_enabled
+    routes = node.check_output(f"ip route show proto {pod_network.ROUTES_PROTO}")
+    others = [h for h in platform.hosts if h.is_kubernetes_node]
+    assert routes.count(" via ") == len(others) - 1, routes
