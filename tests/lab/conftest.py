@@ -23,11 +23,13 @@ def pytest_collection_modifyitems(items):
     leaves them out; `pytest -m lab tests/lab` runs them.
 
     The lab's own life cycle test goes last: it re-creates the hosts, which would send
-    every later test back to an unconverged lab."""
+    every later test back to an unconverged lab. The cluster's tests go just before it: they
+    grow the lab to three control planes and two workers, which the others do not need."""
+    last = ("test_cluster.py", "test_lab_lifecycle.py")
     for item in items:
         if LAB in item.path.parents:
             item.add_marker(pytest.mark.lab)
-    items.sort(key=lambda item: item.path.name == "test_lab_lifecycle.py")
+    items.sort(key=lambda item: last.index(item.path.name) + 1 if item.path.name in last else 0)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,196 @@
+"""The kubeadm cluster on real lab hosts: three control planes and two workers from one
+converge, pods talking across nodes, the API through the input host's stream, and the loss
+of a control plane (docs/kubernetes-lab.md; needs the Kubernetes binaries)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from kubi import kubeadm, lab
+from kubi.inventory import load
+
+from .conftest import ROOT, changed_ops, failed_ops, pyinfra
+
+pytestmark = pytest.mark.lab
+
+HOSTS, CONTROL_PLANES = 8, 3  # input, output, repository, three control planes, two workers
+KUBECTL = f"kubectl --kubeconfig {kubeadm.ADMIN_CONF}"
+ETCD_IMAGE = "registry.k8s.io/etcd:3.5.21-0"  # the lab's: etcd and etcdctl, nothing else
+
+
+def _platform():
+    return load(ROOT / "inventories" / "lab.py").config
+
+
+def _address(state, name: str) -> str:
+    return next(h.address for h in state.hosts if h.name == name)
+
+
+def _kubectl(state, command: str, on: str = "lab-cp2", timeout: float = 120):
+    done = lab.run_on(_address(state, on), f"{KUBECTL} {command}", timeout=timeout)
+    assert done.returncode == 0, f"kubectl {command}: {done.stdout}{done.stderr}"
+    return done.stdout
+
+
+def _until(what: str, check, seconds: float = 120):
+    deadline = time.monotonic() + seconds
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {seconds:.0f} s")
+        time.sleep(2)
+
+
+@pytest.fixture(scope="module")
+def cluster(lab_state):
+    """The lab grown to three control planes and two workers, then one converge."""
+    if not _platform().enabled("kubernetes"):
+        pytest.skip("no Kubernetes binaries: the lab leaves the cluster out (see docs/lab.md)")
+    before = pyinfra("--json", "-y", "deploys/all.py")  # the lab as the earlier tests left it
+    assert before.returncode == 0, before.stderr[-4000:]
+    known = {h.name for h in lab_state.hosts}
+    state = lab.up(total=HOSTS, control_planes=CONTROL_PLANES, log=lambda line: None)
+    grown = pyinfra("--json", "-y", "deploys/all.py")
+    assert grown.returncode == 0, grown.stderr[-4000:]
+    return state, grown, {h.name: h.role for h in state.hosts if h.name not in known}
+
+
+def test_nodes_added_to_the_inventory_join_and_only_they(cluster):
+    state, grown, added = cluster
+    assert failed_ops(grown) == {}
+    if not added:
+        pytest.skip("the reused lab had all its hosts already: nothing joined in this run")
+    changed = changed_ops(grown)
+    joins = {
+        name: sorted(changed.get(name, []))
+        for name in ("kubeadm join --control-plane (one at a time)", "kubeadm join (worker)")
+    }
+    assert joins == {
+        "kubeadm join --control-plane (one at a time)": sorted(
+            n for n, role in added.items() if role == "control_plane"
+        ),
+        "kubeadm join (worker)": sorted(n for n, role in added.items() if role == "workers"),
+    }
+    assert "kubeadm init (first control plane)" not in changed
+    assert changed["bootstrap token and control-plane certificates for the joins"] == ["lab-cp1"]
+    nodes = _kubectl(state, "get nodes -o json")
+    ready = {
+        n["metadata"]["name"]: {c["type"]: c["status"] for c in n["status"]["conditions"]}["Ready"]
+        for n in json.loads(nodes)["items"]
+    }
+    assert ready == dict.fromkeys(
+        ["lab-cp1", "lab-cp2", "lab-cp3", "lab-worker1", "lab-worker2"], "True"
+    )
+
+
+def test_a_second_run_changes_nothing(cluster):
+    again = pyinfra("--json", "-y", "deploys/all.py")
+    assert again.returncode == 0, again.stderr[-4000:]
+    assert changed_ops(again) == {}
+
+
+POD = """{{"apiVersion": "v1", "kind": "Pod",
+ "metadata": {{"name": "{name}", "namespace": "default", "labels": {{"app": "{name}"}}}},
+ "spec": {{"nodeName": "{node}", "terminationGracePeriodSeconds": 0,
+  "containers": [{{"name": "etcd", "image": "{image}",
+   "command": ["etcd", "--data-dir=/tmp/etcd", "--listen-peer-urls=http://127.0.0.1:2380",
+     "--listen-client-urls=http://0.0.0.0:2379",
+     "--advertise-client-urls=http://127.0.0.1:2379"],
+   "resources": {{"requests": {{"cpu": "10m", "memory": "32Mi"}},
+                 "limits": {{"cpu": "200m", "memory": "128Mi"}}}}}}]}}}}"""
+SERVICE = """{"apiVersion": "v1", "kind": "Service",
+ "metadata": {"name": "probe-server", "namespace": "default"},
+ "spec": {"selector": {"app": "probe-server"}, "ports": [{"port": 2379}]}}"""
+
+
+def test_pods_on_two_workers_talk_by_ip_and_through_a_service(cluster):
+    """An etcd server in a pod on one worker, reached from a pod on the other (its etcdctl),
+    by the pod's IP across the bridge network's routes, then by the service's ClusterIP
+    (kube-proxy's rules)."""
+    state, _, _ = cluster
+    manifests = [
+        POD.format(name="probe-server", node="lab-worker1", image=ETCD_IMAGE),
+        POD.format(name="probe-client", node="lab-worker2", image=ETCD_IMAGE),
+        SERVICE,
+    ]
+    cp = _address(state, "lab-cp2")
+    try:
+        for manifest in manifests:
+            done = lab.run_on(cp, f"echo '{manifest}' | {KUBECTL} apply -f -")
+            assert done.returncode == 0, done.stderr
+        _kubectl(
+            state, "wait --for=condition=Ready pod/probe-server pod/probe-client --timeout=120s"
+        )
+        server_ip = _kubectl(state, "get pod probe-server -o jsonpath={.status.podIP}")
+        service_ip = _kubectl(state, "get service probe-server -o jsonpath={.spec.clusterIP}")
+        for target in (server_ip, service_ip):
+            health = _kubectl(
+                state,
+                "exec probe-client -- etcdctl --dial-timeout=5s "
+                f"--endpoints=http://{target}:2379 put kubi-probe {target}",
+            )
+            assert health.strip() == "OK", target
+    finally:
+        _kubectl(state, "delete pod/probe-server pod/probe-client service/probe-server "
+                 "--ignore-not-found --wait=false")  # fmt: skip
+
+
+def _through_the_input_stream(state) -> str:
+    """/readyz of the API as the input host's 127.0.0.1 stream serves it (the cockpit's);
+    the input host holds no cluster CA: the certificate is checked by the verify suites."""
+    port = _platform().cockpit.api_port
+    done = lab.run_on(
+        _address(state, "lab-input"),
+        f"curl -sSk --max-time 5 https://127.0.0.1:{port}/readyz",
+        timeout=30,
+    )
+    return done.stdout.strip()
+
+
+def test_the_api_answers_through_the_input_host_stream(cluster):
+    state, _, _ = cluster
+    assert _through_the_input_stream(state) == "ok"
+
+
+def test_losing_a_control_plane_keeps_the_api_and_kubectl_working(cluster):
+    """A power cut of the first control plane (the one that ran kubeadm init): the API still
+    answers through every node's api_proxy and the input host's stream, a new pod is
+    scheduled and runs; booted again, it rejoins by itself."""
+    state, _, _ = cluster
+    lab.stop(["lab-cp1"], kill=True, log=lambda line: None)
+    try:
+        _until("the API through the input host", lambda: _through_the_input_stream(state) == "ok")
+        worker = _address(state, "lab-worker1")
+        # As the worker's kubelet, through its api_proxy (it may read its own Node only).
+        own = lab.run_on(
+            worker, "kubectl --kubeconfig /etc/kubernetes/kubelet.conf get node lab-worker1 -o name"
+        )
+        assert own.returncode == 0 and own.stdout.strip() == "node/lab-worker1", own.stderr
+        manifest = POD.format(name="probe-after-loss", node="lab-worker2", image=ETCD_IMAGE)
+        applied = lab.run_on(
+            _address(state, "lab-cp3"), f"echo '{manifest}' | {KUBECTL} apply -f -"
+        )
+        assert applied.returncode == 0, applied.stderr
+        _kubectl(
+            state, "wait --for=condition=Ready pod/probe-after-loss --timeout=120s", on="lab-cp3"
+        )
+        _kubectl(state, "delete pod probe-after-loss --wait=false", on="lab-cp3")
+    finally:
+        lab.start(["lab-cp1"], log=lambda line: None)
+    _until(
+        "lab-cp1 Ready again",
+        lambda: (
+            "True"
+            in lab.run_on(
+                _address(state, "lab-cp2"),
+                f"{KUBECTL} get node lab-cp1 "
+                "-o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}'",
+            ).stdout
+        ),
+        seconds=180,
+    )
