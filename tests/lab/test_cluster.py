@@ -5,14 +5,16 @@ of a control plane (docs/kubernetes-lab.md; needs the Kubernetes binaries)."""
 from __future__ import annotations
 
 import json
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
 from kubi import kubeadm, lab
 from kubi.inventory import load
 
-from .conftest import ROOT, changed_ops, failed_ops, pyinfra
+from .conftest import BIN, ROOT, changed_ops, failed_ops, pyinfra
 
 pytestmark = pytest.mark.lab
 
@@ -194,3 +196,49 @@ def test_losing_a_control_plane_keeps_the_api_and_kubectl_working(cluster):
         ),
         seconds=180,
     )
+
+
+def _kubi_check() -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BIN / "kubi"), "check", "--inventory", "inventories/lab.py"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def test_kubi_check_passes_then_names_a_stopped_worker(cluster):
+    state, _, _ = cluster
+    healthy = _until("kubi check all OK", lambda: (r := _kubi_check()).returncode == 0 and r)
+    summary = healthy.stdout.splitlines()[-1]
+    assert summary.startswith("kubi check: 0 FAIL, 0 WARN, "), healthy.stdout
+    assert "3 members, one per control plane" in healthy.stdout
+    lab.stop(["lab-worker2"], log=lambda line: None)
+    try:
+        failed = _kubi_check()
+        assert failed.returncode == 1, failed.stdout + failed.stderr
+        (line,) = [line for line in failed.stdout.splitlines() if line.startswith("FAIL")]
+        assert "lab-worker2" in line and "unreachable: cannot connect to lab-worker2" in line
+    finally:
+        lab.start(["lab-worker2"], log=lambda line: None)
+
+
+def test_an_etcd_snapshot_reaches_the_deployer(cluster):
+    """A ConfigMap made just before is in the snapshot kept with the platform's secrets."""
+    state, _, _ = cluster
+    marker = f"kubi-snapshot-{int(time.time())}"
+    _kubectl(state, f"create configmap {marker} --from-literal=proof=yes")
+    try:
+        done = subprocess.run(
+            [str(BIN / "kubi"), "etcd", "snapshot", "--inventory", "inventories/lab.py"],
+            cwd=ROOT, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        path = Path(done.stdout.split(":", 1)[0])
+        assert path.parent.name == "etcd-snapshots" and oct(path.stat().st_mode & 0o777) == "0o600"
+        assert oct(path.parent.stat().st_mode & 0o777) == "0o700"
+        assert f"/registry/configmaps/default/{marker}".encode() in path.read_bytes()
+        assert " revision " in done.stdout and " keys, " in done.stdout
+        for cp in ("lab-cp1", "lab-cp2", "lab-cp3"):  # nothing left on a control plane
+            left = lab.run_on(_address(state, cp), "ls /var/lib/kubi-etcd 2>/dev/null")
+            assert left.stdout.strip() == "", cp
+    finally:
+        _kubectl(state, f"delete configmap {marker}")

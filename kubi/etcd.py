@@ -1,0 +1,116 @@
+"""etcd snapshots of the cluster, kept on the deployer: `kubi etcd snapshot`.
+
+A control plane saves the snapshot with the etcdctl of the etcd image its kubelet already
+runs (containerd runs it apart from Kubernetes, on the host network, with the etcd client
+certificate kubeadm made there), so a snapshot needs neither the API server nor a tool
+on the host. etcdutl checks the file there; the deployer fetches it over SSH, compares its
+digest, and keeps it with the platform's secrets (0600: it holds every Secret of the
+cluster), then the copy on the host is removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kubi import images, kubeadm
+from kubi.config import Platform
+from kubi.secrets import for_platform
+
+REMOTE_DIR = "/var/lib/kubi-etcd"  # root's (0700), on the control plane
+REMOTE_FILE = f"{REMOTE_DIR}/snapshot.db"
+SNAPSHOTS = "etcd-snapshots"  # the folder under the platform's secrets
+ETCD_PKI = f"{kubeadm.PKI_DIR}/etcd"
+
+
+class SnapshotError(Exception):
+    """A snapshot that could not be made or fetched; the message says where and why."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    path: Path
+    source: str  # the control plane it was saved on
+    size: int
+    revision: int
+    keys: int
+
+
+def etcd_image(platform: Platform) -> str:
+    return next(i.ref for i in images.needed(platform) if i.repository.endswith("/etcd"))
+
+
+def _ctr(image: str, name: str, mounts: list[tuple[str, str]], *argv: str) -> str:
+    binds = " ".join(
+        f"--mount type=bind,src={src},dst={src},options=rbind:{mode}" for src, mode in mounts
+    )
+    return f"ctr -n k8s.io run --rm --net-host {binds} {image} {name}-$$ {' '.join(argv)}"
+
+
+def save_script(platform: Platform) -> str:
+    """Shell that saves a snapshot on this control plane and prints etcdutl's status (one
+    JSON line) and the file's sha256."""
+    image = etcd_image(platform)
+    pki = [(ETCD_PKI, "ro"), (REMOTE_DIR, "rw")]
+    save = _ctr(
+        image, "kubi-etcd-snapshot", pki, "etcdctl", "--endpoints=https://127.0.0.1:2379",
+        f"--cacert={ETCD_PKI}/ca.crt", f"--cert={ETCD_PKI}/healthcheck-client.crt",
+        f"--key={ETCD_PKI}/healthcheck-client.key", "snapshot", "save", REMOTE_FILE,
+    )  # fmt: skip
+    status = _ctr(
+        image, "kubi-etcd-status", [(REMOTE_DIR, "ro")], "etcdutl", "snapshot", "status",
+        REMOTE_FILE, "-w", "json",
+    )  # fmt: skip
+    return (
+        f"set -e; install -d -m 700 {REMOTE_DIR}; rm -f {REMOTE_FILE}; "
+        f"{save} >/dev/null; {status}; sha256sum {REMOTE_FILE}"
+    )
+
+
+def _store(directory: Path, name: str, data: bytes) -> Path:
+    """Write `data` as `directory/name`, 0600 from its first byte, atomically."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, directory / name)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return directory / name
+
+
+def snapshot(declared, connect: Callable[[str, dict], Any], now: float | None = None) -> Snapshot:
+    """A snapshot from the first control plane that can make one, kept on the deployer."""
+    platform = declared.config
+    problems = []
+    for cp in platform.role("control_plane"):
+        try:
+            with connect(cp.name, declared.host_data(cp.name)) as target:
+                saved = target.run(save_script(platform))
+                if saved.returncode != 0:
+                    raise SnapshotError(saved.stderr.decode(errors="replace").strip()[-400:])
+                lines = saved.stdout.decode().strip().splitlines()
+                status = json.loads(lines[-2])
+                digest = lines[-1].split()[0]
+                fetched = target.run(f"cat {REMOTE_FILE}; rc=$?; rm -f {REMOTE_FILE}; exit $rc")
+        except Exception as exc:  # noqa: BLE001  (the next control plane may do it)
+            problems.append(f"{cp.name}: {exc}")
+            continue
+        data = fetched.stdout
+        if fetched.returncode != 0 or hashlib.sha256(data).hexdigest() != digest:
+            problems.append(f"{cp.name}: the snapshot changed on its way to this machine")
+            continue
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+        path = _store(for_platform(platform).path(SNAPSHOTS), f"{platform.name}-{stamp}.db", data)
+        return Snapshot(path, cp.name, len(data), int(status["revision"]), int(status["totalKey"]))
+    raise SnapshotError("no control plane made a snapshot: " + "; ".join(problems))

@@ -1,0 +1,87 @@
+"""`kubi etcd snapshot` (kubi/etcd.py) with the SSH side played by a fake control plane:
+what it runs there, what it keeps here, and what it refuses."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from kubi import etcd
+from kubi.inventory import declare
+from kubi.ssh import Completed
+from tests.plans.conftest import DESCRIPTION
+
+DATA = b"\x00bbolt pages of /registry/configmaps/default/x\x00"
+STATUS = {"hash": 1, "revision": 42, "totalKey": 7, "totalSize": len(DATA)}
+
+
+class FakeHost:
+    def __init__(self, name, data=DATA, fail=False):
+        self.where, self.data, self.fail, self.commands = name, data, fail, []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    def run(self, command, stdin=b""):
+        self.commands.append(command)
+        if self.fail:
+            return Completed(1, b"", b"Error: context deadline exceeded")
+        if command.startswith("set -e;"):
+            digest = hashlib.sha256(DATA).hexdigest()
+            out = f"{json.dumps(STATUS)}\n{digest}  {etcd.REMOTE_FILE}\n".encode()
+            return Completed(0, out, b"")
+        return Completed(0, self.data, b"")
+
+
+@pytest.fixture
+def declared(tmp_path):
+    description = {**DESCRIPTION, "secrets_dir": str(tmp_path / "secrets")}
+    description["groups"] = {
+        **DESCRIPTION["groups"],
+        "control_plane": [(f"cp{i}", {"ip": f"10.20.0.2{i}"}) for i in (1, 2, 3)],
+    }
+    description["versions"] = {"kubernetes": "1.33.3"}
+    return declare(None, **description)
+
+
+def test_the_snapshot_is_saved_by_the_etcd_image_and_kept_0600(declared, tmp_path):
+    hosts = {}
+
+    def connect(name, data):
+        return hosts.setdefault(name, FakeHost(name))
+
+    taken = etcd.snapshot(declared, connect, now=0)
+    assert taken.path == tmp_path / "secrets" / "etcd-snapshots" / "plan-19700101T000000Z.db"
+    assert taken.path.read_bytes() == DATA and (taken.source, taken.revision, taken.keys) == (
+        "cp1",
+        42,
+        7,
+    )
+    assert oct(taken.path.stat().st_mode & 0o777) == "0o600"
+    assert oct(taken.path.parent.stat().st_mode & 0o777) == "0o700"
+    save, fetch = hosts["cp1"].commands
+    assert "ctr -n k8s.io run --rm --net-host" in save
+    assert "registry.k8s.io/etcd:3.5.21-0 kubi-etcd-snapshot-$$ etcdctl" in save
+    assert "--cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt" in save
+    assert "etcdutl snapshot status /var/lib/kubi-etcd/snapshot.db -w json" in save
+    remote = "/var/lib/kubi-etcd/snapshot.db"
+    assert fetch == f"cat {remote}; rc=$?; rm -f {remote}; exit $rc"  # never left there
+    assert "cp2" not in hosts  # the first one did it
+
+
+def test_the_next_control_plane_tries_and_a_damaged_copy_is_refused(declared):
+    hosts = {
+        "cp1": FakeHost("cp1", fail=True),
+        "cp2": FakeHost("cp2", data=DATA + b"!"),
+        "cp3": FakeHost("cp3", fail=True),
+    }
+    with pytest.raises(etcd.SnapshotError) as refused:
+        etcd.snapshot(declared, lambda name, data: hosts[name])
+    message = str(refused.value)
+    assert "cp1: Error: context deadline exceeded" in message
+    assert "cp2: the snapshot changed on its way to this machine" in message
