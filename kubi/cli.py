@@ -146,6 +146,20 @@ def _etcd_snapshot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _certs_renew(args: argparse.Namespace) -> int:
+    from kubi import cluster_ops
+    from kubi.inventory import load
+    from kubi.ssh import SshHost
+
+    declared = load(args.inventory)
+    try:
+        cluster_ops.renew_certificates(declared, SshHost, log=print)
+    except cluster_ops.ClusterOpError as exc:
+        print(f"kubi: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _unlock(args: argparse.Namespace) -> int:
     from kubi import runlock
     from kubi.inventory import load
@@ -243,6 +257,14 @@ def parser() -> argparse.ArgumentParser:
     )
     snap.add_argument("--inventory", required=True, help="e.g. inventories/prod.py")
     snap.set_defaults(func=_etcd_snapshot)
+
+    certs = sub.add_parser("certs", help="the cluster's certificates (kubi check shows them)")
+    certs_sub = certs.add_subparsers(dest="certs_command", required=True)
+    renew = certs_sub.add_parser(
+        "renew", help="renew kubeadm's certificates, one control plane at a time"
+    )
+    renew.add_argument("--inventory", required=True, help="e.g. inventories/prod.py")
+    renew.set_defaults(func=_certs_renew)
     return top
 
 

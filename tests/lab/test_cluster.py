@@ -242,3 +242,28 @@ def test_an_etcd_snapshot_reaches_the_deployer(cluster):
             assert left.stdout.strip() == "", cp
     finally:
         _kubectl(state, f"delete configmap {marker}")
+
+
+def _apiserver_end(state, cp: str) -> str:
+    done = lab.run_on(
+        _address(state, cp), f"openssl x509 -noout -enddate -in {kubeadm.PKI_DIR}/apiserver.crt"
+    )
+    return done.stdout.strip()
+
+
+def test_certificates_are_renewed_one_control_plane_at_a_time(cluster):
+    state, _, _ = cluster
+    before = {cp: _apiserver_end(state, cp) for cp in ("lab-cp1", "lab-cp2", "lab-cp3")}
+    time.sleep(1)  # the end dates have a one-second grain
+    done = subprocess.run(
+        [str(BIN / "kubi"), "certs", "renew", "--inventory", "inventories/lab.py"],
+        cwd=ROOT, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.splitlines() == [
+        f"{cp}: certificates renewed, control plane restarted and answering"
+        for cp in ("lab-cp1", "lab-cp2", "lab-cp3")
+    ]
+    for cp, end in before.items():
+        assert _apiserver_end(state, cp) != end, cp
+    assert _kubi_check().returncode == 0
