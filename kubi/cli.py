@@ -160,6 +160,25 @@ def _certs_renew(args: argparse.Namespace) -> int:
     return 0
 
 
+def _node_remove(args: argparse.Namespace) -> int:
+    from kubi import cluster_ops
+    from kubi.inventory import load
+    from kubi.ssh import SshHost
+
+    declared = load(args.inventory)
+    known = [h.name for h in declared.config.hosts if h.is_kubernetes_node]
+    if args.node not in known:
+        print(f"kubi: no Kubernetes node {args.node!r} in {args.inventory}: {', '.join(known)}",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    try:
+        cluster_ops.remove_node(declared, args.node, SshHost, log=print)
+    except cluster_ops.ClusterOpError as exc:
+        print(f"kubi: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _unlock(args: argparse.Namespace) -> int:
     from kubi import runlock
     from kubi.inventory import load
@@ -265,6 +284,15 @@ def parser() -> argparse.ArgumentParser:
     )
     renew.add_argument("--inventory", required=True, help="e.g. inventories/prod.py")
     renew.set_defaults(func=_certs_renew)
+
+    node = sub.add_parser("node", help="a node of the cluster")
+    node_sub = node.add_subparsers(dest="node_command", required=True)
+    remove = node_sub.add_parser(
+        "remove", help="drain, reset and forget a node (then take it out of the inventory)"
+    )
+    remove.add_argument("node", metavar="NODE", help="a host name of the inventory")
+    remove.add_argument("--inventory", required=True, help="e.g. inventories/prod.py")
+    remove.set_defaults(func=_node_remove)
     return top
 
 

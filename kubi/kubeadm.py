@@ -32,6 +32,8 @@ JOIN = f"kubeadm join --config {CONFIG}"
 # (kubeadm reset cleans --cert-dir, here an empty folder): the deployer's cluster PKI, and
 # what kubeadm made from it, are used again; kubeadm leaves the CNI files and iptables alone.
 KEPT_PKI = f"{CONFIG_DIR}/reset-keeps-pki"
+# A node leaving the cluster keeps nothing: its certificates (a control plane's CA keys) go.
+RESET = f"kubeadm reset -f --cri-socket {CRI_SOCKET}"
 UNDO = (
     f"install -d -m 700 {KEPT_PKI} && kubeadm reset -f --cri-socket {CRI_SOCKET} "
     f"--cert-dir {KEPT_PKI}"

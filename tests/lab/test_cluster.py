@@ -267,3 +267,30 @@ def test_certificates_are_renewed_one_control_plane_at_a_time(cluster):
     for cp, end in before.items():
         assert _apiserver_end(state, cp) != end, cp
     assert _kubi_check().returncode == 0
+
+
+def test_a_removed_worker_leaves_the_cluster_and_the_next_run_joins_it_again(cluster):
+    """`kubi node remove` while the worker is still in the inventory: it is drained, reset
+    and forgotten; kubi check says it is no node of the cluster; the next converge (the
+    inventory unchanged) joins it again, and only it."""
+    state, _, _ = cluster
+    done = subprocess.run(
+        [str(BIN / "kubi"), "node", "remove", "lab-worker2", "--inventory", "inventories/lab.py"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.splitlines()[:2] == [
+        "lab-worker2: drained",
+        "lab-worker2: kubeadm reset, the cluster's files removed",
+    ]
+    names = _kubectl(state, "get nodes -o name").split()
+    assert "node/lab-worker2" not in names
+    left = lab.run_on(_address(state, "lab-worker2"), "ls /etc/kubernetes/kubi /etc/kubernetes/pki")
+    assert left.returncode != 0  # no configuration, no certificate left there
+    check = _kubi_check()
+    assert check.returncode == 1
+    assert "not a node of the cluster: run deploys/kubernetes.py" in check.stdout
+    again = pyinfra("--json", "-y", "deploys/all.py")
+    assert again.returncode == 0, again.stderr[-4000:]
+    assert changed_ops(again)["kubeadm join (worker)"] == ["lab-worker2"]
+    _until("kubi check all OK again", lambda: _kubi_check().returncode == 0, seconds=180)

@@ -3,6 +3,8 @@ failure leaves said."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from kubi import cluster_ops
@@ -60,3 +62,62 @@ def test_a_failure_stops_and_names_what_is_left(declared):
         "renew again"
     )
     assert [name for name, _ in ran] == ["cp1", "cp2"]
+
+
+class Recorder:
+    """Fake hosts answering by command; every command recorded with its host."""
+
+    def __init__(self, members=(), dead=()):
+        self.ran, self.members, self.dead = [], members, dead
+
+    def __call__(self, name, data):
+        if name in self.dead:
+            raise OSError(f"cannot connect to {name}")
+        recorder = self
+
+        class Host:
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                return None
+
+            def run(self, command, stdin=b""):
+                recorder.ran.append((name, command))
+                if command.endswith("/list -X POST -d '{}'"):
+                    members = [{"ID": "1234", "name": m} for m in recorder.members]
+                    return Completed(0, json.dumps({"members": members}).encode(), b"")
+                return Completed(0, b"", b"")
+
+        return Host()
+
+
+def test_removing_a_worker(declared):
+    hosts, said = Recorder(), []
+    cluster_ops.remove_node(declared, "w1", hosts, said.append)
+    steps = [(name, command.split()[0]) for name, command in hosts.ran]
+    assert steps == [("cp1", "if"), ("w1", "kubeadm"), ("cp1", "kubectl")]
+    drain, reset, delete = (command for _, command in hosts.ran)
+    assert "drain w1 --ignore-daemonsets --delete-emptydir-data --force --timeout=180s" in drain
+    assert reset.startswith("kubeadm reset -f --cri-socket unix:///run/containerd/containerd.sock")
+    assert "--cert-dir" not in reset  # nothing of the cluster stays on a node that leaves
+    assert "rm -rf /etc/kubernetes/kubi" in reset  # its kubeadm configuration: the token
+    assert delete.endswith("delete node w1 --ignore-not-found")
+    assert said[-1].startswith("w1: out of the cluster; take it out of the inventory")
+
+
+def test_a_dead_control_plane_is_forgotten_by_the_others(declared):
+    hosts, said = Recorder(members=("cp1", "cp2", "cp3"), dead=("cp3",)), []
+    cluster_ops.remove_node(declared, "cp3", hosts, said.append)
+    assert said[1].startswith("cp3: unreachable, not reset")
+    removal = hosts.ran[-1]
+    assert removal[0] == "cp1" and removal[1].endswith('/remove -X POST -d \'{"ID": "1234"}\'')
+    assert "cp3: etcd member removed" in said
+
+
+def test_the_only_control_plane_and_other_hosts_are_refused(declared, tmp_path):
+    one = declare(None, **{**DESCRIPTION, "secrets_dir": str(tmp_path / "s1")})
+    with pytest.raises(cluster_ops.ClusterOpError, match="the only control plane"):
+        cluster_ops.remove_node(one, "cp1", Recorder(), print)
+    with pytest.raises(cluster_ops.ClusterOpError, match="no Kubernetes node"):
+        cluster_ops.remove_node(declared, "repo1", Recorder(), print)
