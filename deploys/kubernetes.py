@@ -116,6 +116,16 @@ def join_cluster(cfg: Platform, node: Host, pki: ClusterPki, run) -> None:
     if mine is None:
         return
     join = f"{kubeadm.wait_for_api(cfg.api_endpoint)} && {kubeadm.JOIN}"
+    # Control planes added since its API server certificate was made: its names follow.
+    if mine["joined"] and mine["apiserver_names"] is not None:
+        wanted = kubeadm.cert_sans(cfg, addresses())
+        missing = [name for name in wanted if name not in mine["apiserver_names"]]
+        if missing:
+            server.shell(
+                name=f"API server certificate names ({', '.join(missing)} added)",
+                commands=[kubeadm.renamed_apiserver(cfg, node, addresses())],
+                _serial=True,  # one API server restarts at a time
+            )
     if kind == "init":
         if not mine["joined"]:
             server.shell(name="kubeadm init (first control plane)", commands=[kubeadm.INIT])

@@ -24,6 +24,8 @@ command -v kubeadm >/dev/null && echo "kubeadm=$(kubeadm version -o short 2>/dev
 if [ -s /etc/kubernetes/pki/apiserver.crt ]; then
   echo "apiserver_expiry=$(openssl x509 -noout -enddate -in /etc/kubernetes/pki/apiserver.crt \
     2>/dev/null | cut -d= -f2)"
+  echo "apiserver_names=$(openssl x509 -noout -ext subjectAltName \
+    -in /etc/kubernetes/pki/apiserver.crt 2>/dev/null | tail -n +2 | tr -d ' ')"
 fi
 """
 
@@ -41,6 +43,7 @@ class KubernetesNodeState(FactBase):
             "control_plane": True,     # a static kube-apiserver pod
             "kubeadm": "v1.33.3",      # installed kubeadm, or None
             "apiserver_expiry": 1.8e9, # epoch seconds of the API server certificate's end
+            "apiserver_names": ["kube-api.example", "10.0.0.21"],  # its DNS names and IPs
         }
     """
 
@@ -55,6 +58,7 @@ class KubernetesNodeState(FactBase):
             "control_plane": False,
             "kubeadm": None,
             "apiserver_expiry": None,
+            "apiserver_names": None,
         }
         for line in output:
             key, _, value = line.partition("=")
@@ -64,6 +68,9 @@ class KubernetesNodeState(FactBase):
                 state[key] = value
             elif key == "kubeadm" and value.startswith("v"):
                 state["kubeadm"] = value
+            elif key == "apiserver_names" and value:
+                names = [part.split(":", 1)[-1] for part in value.split(",")]
+                state[key] = [name for name in names if name]
             elif key == "apiserver_expiry" and value:
                 try:
                     end = datetime.strptime(value, "%b %d %H:%M:%S %Y %Z")

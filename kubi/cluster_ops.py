@@ -21,28 +21,17 @@ from kubi import kubeadm
 # The processes of the static pods that read certificates at start: killed, the kubelet
 # starts their containers again at once (the manifests are unchanged).
 STATIC_PODS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd")
-READY_WAIT = 180  # seconds for a control plane's API server to answer again
 
 
 class ClusterOpError(Exception):
     """An operation stopped on a host; the message says which, why, and what is left."""
 
 
-def wait_ready(seconds: int = READY_WAIT) -> str:
-    """Shell that waits for this control plane's own API server to answer /readyz."""
-    said = shlex.quote(f"the API server here did not answer /readyz within {seconds} s")
-    return (
-        f"i=0; until curl -sf --max-time 3 --cacert {kubeadm.PKI_DIR}/ca.crt "
-        f"https://127.0.0.1:6443/readyz >/dev/null; do i=$((i+3)); "
-        f"[ $i -lt {seconds} ] || {{ echo {said} >&2; exit 1; }}; sleep 3; done"
-    )
-
-
 RENEW = (
-    f"{wait_ready()} && kubeadm certs renew all >/dev/null && "
+    f"{kubeadm.wait_local_api()} && kubeadm certs renew all >/dev/null && "
     + " && ".join(f"{{ pkill -x {name} || true; }}" for name in STATIC_PODS)
     # the old process may still answer for a moment: wait for it to go, then for the new
-    + f" && sleep 5 && {wait_ready()}"
+    + f" && sleep 5 && {kubeadm.wait_local_api()}"
 )
 
 

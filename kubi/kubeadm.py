@@ -123,3 +123,37 @@ def refresh_join(token_id: str) -> str:
         f"kubeadm init phase upload-certs --upload-certs --config {CONFIG} "
         f"--kubeconfig {ADMIN_CONF} >/dev/null"
     )
+
+
+def wait_local_api(seconds: int = 180) -> str:
+    """Shell that waits for this control plane's own API server to answer /readyz."""
+    said = shlex.quote(f"the API server here did not answer /readyz within {seconds} s")
+    return (
+        f"i=0; until curl -sf --max-time 3 --cacert {PKI_DIR}/ca.crt "
+        f"https://127.0.0.1:6443/readyz >/dev/null; do i=$((i+3)); "
+        f"[ $i -lt {seconds} ] || {{ echo {said} >&2; exit 1; }}; sleep 3; done"
+    )
+
+
+def renamed_apiserver(platform: Platform, node: Host, ip_of: dict[str, str]) -> str:
+    """Shell that makes this control plane's API server certificate again, with every name
+    `cert_sans` gives today (control planes added since it was made), and restarts the API
+    server on it; the old pair comes back if kubeadm fails."""
+    pki = PKI_DIR
+    sans = ",".join(cert_sans(platform, ip_of))
+    make = (
+        f"kubeadm init phase certs apiserver --cert-dir {pki} "
+        f"--apiserver-advertise-address {ip_of[node.name]} --apiserver-cert-extra-sans {sans} "
+        f"--control-plane-endpoint {platform.api_endpoint} "
+        f"--kubernetes-version v{platform.versions.kubernetes} "
+        f"--service-cidr {platform.network.service_cidr} "
+        f"--service-dns-domain {platform.network.cluster_domain}"
+    )
+    return (
+        f"for f in apiserver.crt apiserver.key; do mv -f {pki}/$f {pki}/$f.kubi-old; done; "
+        f"if ! out=$({make} 2>&1); then "
+        f"for f in apiserver.crt apiserver.key; do mv -f {pki}/$f.kubi-old {pki}/$f; done; "
+        'echo "$out" >&2; exit 1; fi; '
+        f"rm -f {pki}/apiserver.crt.kubi-old {pki}/apiserver.key.kubi-old; "
+        f"pkill -x kube-apiserver || true; sleep 5; {wait_local_api()}"
+    )

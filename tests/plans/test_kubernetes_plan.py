@@ -28,10 +28,11 @@ EXTRA = [  # with kubernetes.pod_network bridge, or kubeadm patches
 ]  # fmt: skip
 
 
-def node_state(keyring=None, joined=False, partial=None):
+def node_state(keyring=None, joined=False, partial=None, names=None):
     return {
         "keyrings": {KEYRING: keyring}, "joined": joined, "partial": partial,
         "control_plane": False, "kubeadm": None, "apiserver_expiry": None,
+        "apiserver_names": names,
     }  # fmt: skip
 
 
@@ -243,3 +244,27 @@ def test_kubeadm_patches_and_preflight_exceptions(node, tmp_path):
 @pytest.mark.parametrize("host", ["in1", "out1", "repo1"])
 def test_only_on_kubernetes_nodes(node, host):
     assert plan("deploys/kubernetes.py", host, node, {}) == []
+
+
+def test_an_api_server_certificate_follows_control_planes_added_later(node):
+    node["groups"]["control_plane"] += [
+        ("cp2", {"ip": "10.20.0.22"}),
+        ("cp3", {"ip": "10.20.0.23"}),
+    ]
+    made_with_one = ["kube-api.plan.kubi.internal", "localhost", "127.0.0.1", "10.20.0.21", "cp1"]
+    state = facts(joined=True)
+    state["facts.kubernetes.KubernetesNodeState"][f"keyring={KEYRING}"]["apiserver_names"] = (
+        made_with_one + ["cp1.plan.kubi.internal", "kubernetes", "10.233.0.1"]
+    )
+    lines = plan("deploys/kubernetes.py", "cp1", node, state)
+    name = "API server certificate names (10.20.0.22, cp2, 10.20.0.23, cp3 added): "
+    (renamed,) = [line for line in lines if line.startswith(name)]
+    assert "kubeadm init phase certs apiserver --cert-dir /etc/kubernetes/pki" in renamed
+    assert "--apiserver-cert-extra-sans kube-api.plan.kubi.internal,localhost,127.0.0.1" in renamed
+    assert "mv -f /etc/kubernetes/pki/$f.kubi-old /etc/kubernetes/pki/$f" in renamed  # put back
+    assert "pkill -x kube-apiserver" in renamed and renamed.endswith("sleep 3; done")
+    # With every name there, nothing.
+    wanted = made_with_one + ["10.20.0.22", "cp2", "10.20.0.23", "cp3"]
+    state["facts.kubernetes.KubernetesNodeState"][f"keyring={KEYRING}"]["apiserver_names"] = wanted
+    lines = plan("deploys/kubernetes.py", "cp1", node, state)
+    assert not [line for line in lines if line.startswith("API server certificate names")]

@@ -110,3 +110,16 @@ def test_bridge_pod_network_routes_to_every_other_node(node, platform):
     routes = node.check_output(f"ip route show proto {pod_network.ROUTES_PROTO}")
     others = [h for h in platform.hosts if h.is_kubernetes_node]
     assert routes.count(" via ") == len(others) - 1, routes
+
+
+@pytest.mark.roles("control_plane")
+def test_the_api_server_certificate_names_every_control_plane(node, platform):
+    names = node.check_output(
+        f"openssl x509 -noout -ext subjectAltName -in {kubeadm.PKI_DIR}/apiserver.crt"
+        " | tail -n +2 | tr -d ' '"
+    )
+    held = {part.split(":", 1)[-1] for part in names.split(",")}
+    ip_of = {h.name: str(h.ip) for h in platform.hosts if h.ip is not None}
+    if any(cp.name not in ip_of for cp in platform.role("control_plane")):
+        pytest.skip("a control plane has no ip in the inventory: its address is not known here")
+    assert set(kubeadm.cert_sans(platform, ip_of)) <= held
