@@ -116,8 +116,13 @@ def wait_for_api(endpoint: str, seconds: int = 90) -> str:
 def refresh_join(token_id: str) -> str:
     """Before a join: the bootstrap token lives 24 h and the uploaded control-plane
     certificates 2 h, so the first control plane makes both again from its configuration
-    file (a token is made, not updated: the old one, named by its public id, goes first)."""
+    file (a token is made, not updated: the old one, named by its public id, goes first),
+    after uploading the cluster configuration joins read (a joining control plane's API
+    server certificate then names every control plane of the inventory)."""
     return (
+        # the ClusterConfiguration joins read: its API server names have the new nodes'
+        f"kubeadm init phase upload-config kubeadm --config {CONFIG} "
+        f"--kubeconfig {ADMIN_CONF} >/dev/null && "
         f"kubeadm token delete {token_id} --kubeconfig {ADMIN_CONF} >/dev/null 2>&1; "
         f"kubeadm token create --config {CONFIG} --kubeconfig {ADMIN_CONF} >/dev/null && "
         f"kubeadm init phase upload-certs --upload-certs --config {CONFIG} "

@@ -187,6 +187,8 @@ def test_joins_in_the_run_get_a_fresh_token_and_certificates(node, tmp_path):
     (refresh,) = commands(lines, "bootstrap token and control-plane certificates for the joins")
     token_id = cluster_pki(Secrets(tmp_path / "secrets")).token_id
     assert refresh == (
+        "kubeadm init phase upload-config kubeadm --config /etc/kubernetes/kubi/kubeadm.yaml "
+        "--kubeconfig /etc/kubernetes/admin.conf >/dev/null && "
         f"kubeadm token delete {token_id} --kubeconfig /etc/kubernetes/admin.conf "
         ">/dev/null 2>&1; kubeadm token create --config /etc/kubernetes/kubi/kubeadm.yaml "
         "--kubeconfig "
