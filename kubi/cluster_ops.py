@@ -18,20 +18,17 @@ from typing import Any
 
 from kubi import kubeadm
 
-# The processes of the static pods that read certificates at start: killed, the kubelet
-# starts their containers again at once (the manifests are unchanged).
-STATIC_PODS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd")
-
 
 class ClusterOpError(Exception):
     """An operation stopped on a host; the message says which, why, and what is left."""
 
 
+# The static pods that read certificates at start.
+STATIC_PODS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 RENEW = (
     f"{kubeadm.wait_local_api()} && kubeadm certs renew all >/dev/null && "
-    + " && ".join(f"{{ pkill -x {name} || true; }}" for name in STATIC_PODS)
-    # the old process may still answer for a moment: wait for it to go, then for the new
-    + f" && sleep 5 && {kubeadm.wait_local_api()}"
+    f"{kubeadm.restart_static_pods(STATIC_PODS)} && {kubeadm.wait_local_api()} && "
+    f"{kubeadm.WAIT_CONTROLLERS}"
 )
 
 

@@ -107,9 +107,9 @@ def wait_for_api(endpoint: str, seconds: int = 90) -> str:
         f"kubi: the Kubernetes API at {endpoint} did not answer in {seconds} s; did the "
         "first control plane's kubeadm init fail? (see its output above)"
     )
-    return (
-        f"i=0; until curl -skf --max-time 3 -o /dev/null {url}; do i=$((i+1)); "
-        f"[ $i -lt {tries} ] || {{ echo {said} >&2; exit 1; }}; sleep 2; done"
+    return (  # one braced command: `a && <this> && b` keeps its meaning
+        f"{{ i=0; until curl -skf --max-time 3 -o /dev/null {url}; do i=$((i+1)); "
+        f"[ $i -lt {tries} ] || {{ echo {said} >&2; exit 1; }}; sleep 2; done; }}"
     )
 
 
@@ -130,13 +130,47 @@ def refresh_join(token_id: str) -> str:
     )
 
 
+def wait_local(url: str, what: str, seconds: int = 180, ca: str | None = None) -> str:
+    """Shell that waits for `url` on this node to answer, or fails with one line."""
+    said = shlex.quote(f"{what} here did not answer {url} within {seconds} s")
+    trust = f"--cacert {ca}" if ca else "-k"  # -k: a self-signed serving certificate
+    return (  # one braced command: `a && <this> && b` keeps its meaning
+        f"{{ i=0; until curl -sf --max-time 3 {trust} {url} >/dev/null; do i=$((i+3)); "
+        f"[ $i -lt {seconds} ] || {{ echo {said} >&2; exit 1; }}; sleep 3; done; }}"
+    )
+
+
 def wait_local_api(seconds: int = 180) -> str:
     """Shell that waits for this control plane's own API server to answer /readyz."""
-    said = shlex.quote(f"the API server here did not answer /readyz within {seconds} s")
+    return wait_local(
+        "https://127.0.0.1:6443/readyz", "the API server", seconds, ca=f"{PKI_DIR}/ca.crt"
+    )
+
+
+# The controller manager's and the scheduler's health, on this control plane's loopback.
+WAIT_CONTROLLERS = " && ".join(
+    (
+        wait_local("https://127.0.0.1:10257/healthz", "kube-controller-manager"),
+        wait_local("https://127.0.0.1:10259/healthz", "kube-scheduler"),
+    )
+)
+
+
+MANIFESTS = "/etc/kubernetes/manifests"
+AWAY = f"{CONFIG_DIR}/manifests-away"
+
+
+def restart_static_pods(names: tuple[str, ...]) -> str:
+    """Shell (one subshell) that restarts these static pods, one after the other: each
+    manifest leaves the kubelet's folder until its process is gone, then comes back, and
+    the kubelet starts a new pod at once (a killed container would wait out the kubelet's
+    crash back-off, minutes after a few). A manifest taken away always comes back."""
+    back = f'for f in {AWAY}/*.yaml; do [ -e "$f" ] && mv -f "$f" {MANIFESTS}/; done'
     return (
-        f"i=0; until curl -sf --max-time 3 --cacert {PKI_DIR}/ca.crt "
-        f"https://127.0.0.1:6443/readyz >/dev/null; do i=$((i+3)); "
-        f"[ $i -lt {seconds} ] || {{ echo {said} >&2; exit 1; }}; sleep 3; done"
+        f"( install -d -m 700 {AWAY} && trap {shlex.quote(back)} EXIT && "
+        f"for p in {' '.join(names)}; do mv {MANIFESTS}/$p.yaml {AWAY}/ || exit 1; i=0; "
+        "while pgrep -x $p >/dev/null && [ $i -lt 60 ]; do sleep 1; i=$((i+1)); done; "
+        f"mv {AWAY}/$p.yaml {MANIFESTS}/; done )"
     )
 
 
@@ -160,5 +194,5 @@ def renamed_apiserver(platform: Platform, node: Host, ip_of: dict[str, str]) -> 
         f"for f in apiserver.crt apiserver.key; do mv -f {pki}/$f.kubi-old {pki}/$f; done; "
         'echo "$out" >&2; exit 1; fi; '
         f"rm -f {pki}/apiserver.crt.kubi-old {pki}/apiserver.key.kubi-old; "
-        f"pkill -x kube-apiserver || true; sleep 5; {wait_local_api()}"
+        f"{restart_static_pods(('kube-apiserver',))} && {wait_local_api()}"
     )

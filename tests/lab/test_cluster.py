@@ -5,6 +5,7 @@ of a control plane (docs/kubernetes-lab.md; needs the Kubernetes binaries)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -53,6 +54,10 @@ def cluster(lab_state):
     """The lab grown to three control planes and two workers, then one converge."""
     if not _platform().enabled("kubernetes"):
         pytest.skip("no Kubernetes binaries: the lab leaves the cluster out (see docs/lab.md)")
+    if os.environ.get("KUBI_LAB_DEPLOY_USER", "root") != "root":
+        # test_converge brings the cluster up through sudo in this tier; the three control
+        # planes and the day-2 commands (which SSH as the deploy account too) run once.
+        pytest.skip("the HA cluster and its day-2 commands run in the root tier")
     before = pyinfra("--json", "-y", "deploys/all.py")  # the lab as the earlier tests left it
     assert before.returncode == 0, before.stderr[-4000:]
     known = {h.name for h in lab_state.hosts}
@@ -266,7 +271,9 @@ def test_certificates_are_renewed_one_control_plane_at_a_time(cluster):
     ]
     for cp, end in before.items():
         assert _apiserver_end(state, cp) != end, cp
-    assert _kubi_check().returncode == 0
+    # The kubelets report the restarted pods Ready again; a controller manager that lost its
+    # lease while API servers restarted exits, and comes back after the kubelet's back-off.
+    _until("kubi check all OK", lambda: _kubi_check().returncode == 0, seconds=240)
 
 
 def test_a_removed_worker_leaves_the_cluster_and_the_next_run_joins_it_again(cluster):

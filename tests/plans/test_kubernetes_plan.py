@@ -264,7 +264,8 @@ def test_an_api_server_certificate_follows_control_planes_added_later(node):
     assert "kubeadm init phase certs apiserver --cert-dir /etc/kubernetes/pki" in renamed
     assert "--apiserver-cert-extra-sans kube-api.plan.kubi.internal,localhost,127.0.0.1" in renamed
     assert "mv -f /etc/kubernetes/pki/$f.kubi-old /etc/kubernetes/pki/$f" in renamed  # put back
-    assert "pkill -x kube-apiserver" in renamed and renamed.endswith("sleep 3; done")
+    assert "mv /etc/kubernetes/manifests/$p.yaml /etc/kubernetes/kubi/manifests-away/" in renamed
+    assert "for p in kube-apiserver; do" in renamed and renamed.endswith("sleep 3; done; }")
     # With every name there, nothing.
     wanted = made_with_one + ["10.20.0.22", "cp2", "10.20.0.23", "cp3"]
     state["facts.kubernetes.KubernetesNodeState"][f"keyring={KEYRING}"]["apiserver_names"] = wanted

@@ -45,7 +45,9 @@ def test_renewal_goes_one_control_plane_at_a_time(declared):
     command = ran[0][1]
     # answering before, renewed, restarted, answering again before the next one
     assert command.index("readyz") < command.index("kubeadm certs renew all")
-    assert command.index("pkill -x kube-apiserver") < command.rindex("readyz")
+    restart = command.index("for p in etcd kube-apiserver kube-controller-manager kube-scheduler")
+    assert command.index("kubeadm certs renew all") < restart < command.rindex("readyz")
+    assert command.rindex("readyz") < command.index("10257/healthz")  # the controllers too
     assert said[-1] == "cp3: certificates renewed, control plane restarted and answering"
 
 
