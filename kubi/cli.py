@@ -8,7 +8,9 @@ import sys
 
 from kubi import components
 from kubi.charts import ChartError
+from kubi.cluster_ops import ClusterOpError
 from kubi.config import ConfigError
+from kubi.etcd import SnapshotError
 from kubi.lab import LabError
 from kubi.ssh import SshError
 
@@ -133,12 +135,7 @@ def _etcd_snapshot(args: argparse.Namespace) -> int:
     from kubi.inventory import load
     from kubi.ssh import SshHost
 
-    declared = load(args.inventory)
-    try:
-        taken = etcd.snapshot(declared, SshHost)
-    except etcd.SnapshotError as exc:
-        print(f"kubi: {exc}", file=sys.stderr)
-        return 1
+    taken = etcd.snapshot(load(args.inventory), SshHost)
     print(
         f"{taken.path}: etcd snapshot from {taken.source}, revision {taken.revision}, "
         f"{taken.keys} keys, {taken.size} bytes (mode 0600: it holds the cluster's Secrets)"
@@ -151,12 +148,7 @@ def _certs_renew(args: argparse.Namespace) -> int:
     from kubi.inventory import load
     from kubi.ssh import SshHost
 
-    declared = load(args.inventory)
-    try:
-        cluster_ops.renew_certificates(declared, SshHost, log=print)
-    except cluster_ops.ClusterOpError as exc:
-        print(f"kubi: {exc}", file=sys.stderr)
-        return 1
+    cluster_ops.renew_certificates(load(args.inventory), SshHost, log=print)
     return 0
 
 
@@ -171,11 +163,7 @@ def _node_remove(args: argparse.Namespace) -> int:
         print(f"kubi: no Kubernetes node {args.node!r} in {args.inventory}: {', '.join(known)}",
               file=sys.stderr)  # fmt: skip
         return 2
-    try:
-        cluster_ops.remove_node(declared, args.node, SshHost, log=print)
-    except cluster_ops.ClusterOpError as exc:
-        print(f"kubi: {exc}", file=sys.stderr)
-        return 1
+    cluster_ops.remove_node(declared, args.node, SshHost, log=print)
     return 0
 
 
@@ -261,39 +249,40 @@ def parser() -> argparse.ArgumentParser:
     unlock.add_argument("--inventory", required=True, help="e.g. inventories/prod.py")
     unlock.set_defaults(func=_unlock)
 
-    check = sub.add_parser(
-        "check",
-        help="the cluster's health: nodes, control plane pods, etcd, certificates "
-        "(OK / WARN / FAIL; exit 1 on FAIL)",
+    _with_inventory(
+        sub, "check", _check, "the cluster's health: nodes, control plane pods, etcd, "
+        "certificates (OK / WARN / FAIL; exit 1 on FAIL)",
+    )  # fmt: skip
+    etcd = sub.add_parser("etcd", help="the cluster's etcd").add_subparsers(
+        dest="etcd_command", required=True
     )
-    check.add_argument("--inventory", required=True, help="e.g. inventories/prod.py")
-    check.set_defaults(func=_check)
-
-    etcd = sub.add_parser("etcd", help="the cluster's etcd")
-    etcd_sub = etcd.add_subparsers(dest="etcd_command", required=True)
-    snap = etcd_sub.add_parser(
-        "snapshot", help="save a snapshot from a control plane into the platform's secrets"
+    _with_inventory(
+        etcd, "snapshot", _etcd_snapshot,
+        "save a snapshot from a control plane into the platform's secrets",
+    )  # fmt: skip
+    certs = sub.add_parser(
+        "certs", help="the cluster's certificates (kubi check shows them)"
+    ).add_subparsers(dest="certs_command", required=True)
+    _with_inventory(
+        certs, "renew", _certs_renew, "renew kubeadm's certificates, one control plane at a time"
     )
-    snap.add_argument("--inventory", required=True, help="e.g. inventories/prod.py")
-    snap.set_defaults(func=_etcd_snapshot)
-
-    certs = sub.add_parser("certs", help="the cluster's certificates (kubi check shows them)")
-    certs_sub = certs.add_subparsers(dest="certs_command", required=True)
-    renew = certs_sub.add_parser(
-        "renew", help="renew kubeadm's certificates, one control plane at a time"
+    node = sub.add_parser("node", help="a node of the cluster").add_subparsers(
+        dest="node_command", required=True
     )
-    renew.add_argument("--inventory", required=True, help="e.g. inventories/prod.py")
-    renew.set_defaults(func=_certs_renew)
-
-    node = sub.add_parser("node", help="a node of the cluster")
-    node_sub = node.add_subparsers(dest="node_command", required=True)
-    remove = node_sub.add_parser(
-        "remove", help="drain, reset and forget a node (then take it out of the inventory)"
-    )
+    remove = _with_inventory(
+        node, "remove", _node_remove,
+        "drain, reset and forget a node (then take it out of the inventory)",
+    )  # fmt: skip
     remove.add_argument("node", metavar="NODE", help="a host name of the inventory")
-    remove.add_argument("--inventory", required=True, help="e.g. inventories/prod.py")
-    remove.set_defaults(func=_node_remove)
     return top
+
+
+def _with_inventory(subparsers, name: str, func, text: str) -> argparse.ArgumentParser:
+    """A command of the cluster, run against the platform of `--inventory`."""
+    command = subparsers.add_parser(name, help=text)
+    command.add_argument("--inventory", required=True, help="e.g. inventories/prod.py")
+    command.set_defaults(func=func)
+    return command
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -303,7 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
         return 2
-    except (LabError, ChartError, SshError) as exc:  # one clear message, no traceback
+    except (LabError, ChartError, SshError, ClusterOpError, SnapshotError) as exc:
+        # one clear message, no traceback
         print(f"kubi: {exc}", file=sys.stderr)
         return 1
 

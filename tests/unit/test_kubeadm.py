@@ -117,3 +117,22 @@ def test_kubeadm_validates_every_kind_of_node(platform, pki, tmp_path, name):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "ok" in result.stdout.lower()
+
+
+def test_kubeadm_patches_are_named_as_kubeadm_reads_them(tmp_path):
+    from kubi.config import ConfigError
+    from kubi.config.platform import validate
+    from tests.plans.conftest import DESCRIPTION
+
+    patches = tmp_path / "patches"
+    patches.mkdir()
+    (patches / "etcd+json.json").write_text("[]")
+    ok = validate({**DESCRIPTION, "kubernetes": {"kubeadm_patches": str(patches)}}, source="t")
+    assert ok.kubernetes.kubeadm_patches == patches
+    (patches / "etcd.yml").write_text("x")  # kubeadm would skip it without a word
+    with pytest.raises(ConfigError, match=r"etcd\.yml: not a kubeadm patch file; name it"):
+        validate({**DESCRIPTION, "kubernetes": {"kubeadm_patches": str(patches)}}, source="t")
+    with pytest.raises(ConfigError, match="is not a folder on this machine"):
+        validate(
+            {**DESCRIPTION, "kubernetes": {"kubeadm_patches": str(tmp_path / "no")}}, source="t"
+        )
