@@ -14,6 +14,8 @@ init or join that did not finish is undone (`kubeadm reset`) and run again.
 
 from __future__ import annotations
 
+import shlex
+
 from pyinfra import host, state
 from pyinfra.operations import server
 
@@ -32,6 +34,20 @@ def kubernetes() -> None:
     cfg, node = platform(), me()
     source = kubi.kubernetes.apt_source(cfg)
     facts = host.get_fact(KubernetesNodeState, keyring=source.keyring)
+    running, wanted = facts["kubeadm"], f"v{cfg.versions.kubernetes}"
+    if facts["joined"] and running and running != wanted:
+        # A converge would move every node's packages at once, kubelets ahead of their
+        # API servers: Kubernetes' version skew forbids it.
+        said = (
+            f"kubi: {node.name} is a node of a cluster at {running} and versions.kubernetes "
+            f"says {wanted}: a cluster changes version by an upgrade (control planes first, "
+            "one node at a time, kubeadm upgrade), not by a converge; put the running "
+            "version back in the inventory"
+        )
+        server.shell(
+            name="Kubernetes version unchanged", commands=[f"echo {shlex.quote(said)} >&2; exit 1"]
+        )
+        return
     vendor_packages(
         node, [source], facts["keyrings"], cfg.kubernetes.apt_mirror,
         preferences=kubi.kubernetes.PREFERENCES_PATH, subject="Kubernetes",

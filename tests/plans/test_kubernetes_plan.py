@@ -271,3 +271,22 @@ def test_an_api_server_certificate_follows_control_planes_added_later(node):
     state["facts.kubernetes.KubernetesNodeState"][f"keyring={KEYRING}"]["apiserver_names"] = wanted
     lines = plan("deploys/kubernetes.py", "cp1", node, state)
     assert not [line for line in lines if line.startswith("API server certificate names")]
+
+
+def test_a_version_change_is_refused_on_a_cluster_node(node):
+    state = facts(joined=True)
+    state["facts.kubernetes.KubernetesNodeState"][f"keyring={KEYRING}"]["kubeadm"] = "v1.32.7"
+    lines = plan("deploys/kubernetes.py", "w1", node, state)
+    assert len(lines) == 1 and lines[0].startswith("Kubernetes version unchanged: echo ")
+    assert "w1 is a node of a cluster at v1.32.7 and versions.kubernetes says v1.33.3" in lines[0]
+    assert lines[0].endswith(">&2; exit 1")
+    # The same version, or a node not in the cluster yet: no refusal.
+    state["facts.kubernetes.KubernetesNodeState"][f"keyring={KEYRING}"]["kubeadm"] = "v1.33.3"
+    assert not [
+        line for line in plan("deploys/kubernetes.py", "w1", node, state) if "unchanged" in line
+    ]
+    fresh = facts()
+    fresh["facts.kubernetes.KubernetesNodeState"][f"keyring={KEYRING}"]["kubeadm"] = "v1.32.7"
+    assert not [
+        line for line in plan("deploys/kubernetes.py", "w1", node, fresh) if "unchanged" in line
+    ]
