@@ -143,6 +143,30 @@ def _etcd_snapshot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _etcd_restore(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from kubi import etcd
+    from kubi.inventory import load
+    from kubi.ssh import SshHost
+
+    declared = load(args.inventory)
+    snapshot = Path(args.snapshot)
+    if not snapshot.is_file():
+        print(f"kubi: no snapshot file {snapshot}", file=sys.stderr)
+        return 2
+    cps = [h.name for h in declared.config.role("control_plane")]
+    if not args.yes:
+        print(
+            f"kubi: this resets {', '.join(cps)} and starts the cluster again on {cps[0]} from "
+            f"{snapshot}: everything written since that snapshot is lost; add --yes to do it",
+            file=sys.stderr,
+        )
+        return 2
+    etcd.restore(declared, snapshot, SshHost, log=print)
+    return 0
+
+
 def _certs_renew(args: argparse.Namespace) -> int:
     from kubi import cluster_ops
     from kubi.inventory import load
@@ -260,6 +284,12 @@ def parser() -> argparse.ArgumentParser:
         etcd, "snapshot", _etcd_snapshot,
         "save a snapshot from a control plane into the platform's secrets",
     )  # fmt: skip
+    restore = _with_inventory(
+        etcd, "restore", _etcd_restore,
+        "reset the control planes and start the cluster again from a snapshot",
+    )  # fmt: skip
+    restore.add_argument("snapshot", metavar="SNAPSHOT", help="a file kubi etcd snapshot made")
+    restore.add_argument("--yes", action="store_true", help="do it: it resets the control planes")
     certs = sub.add_parser(
         "certs", help="the cluster's certificates (kubi check shows them)"
     ).add_subparsers(dest="certs_command", required=True)

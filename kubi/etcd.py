@@ -114,3 +114,68 @@ def snapshot(declared, connect: Callable[[str, dict], Any], now: float | None = 
         path = _store(for_platform(platform).path(SNAPSHOTS), f"{platform.name}-{stamp}.db", data)
         return Snapshot(path, cp.name, len(data), int(status["revision"]), int(status["totalKey"]))
     raise SnapshotError("no control plane made a snapshot: " + "; ".join(problems))
+
+
+# --- restore -----------------------------------------------------------------------------------
+
+RESTORE_FILE = f"{REMOTE_DIR}/restore.db"
+ETCD_DATA = "/var/lib/etcd"
+
+
+def restore_script(platform: Platform, name: str) -> str:
+    """Shell, on the first control plane, that starts the cluster again from RESTORE_FILE:
+    whatever kubeadm made there is undone (the certificates stay), etcd's data is made from
+    the snapshot as a one-member cluster of this node, and `kubeadm init` starts the control
+    plane on it. The peer address is the one kubeadm gives etcd: the node's advertised one,
+    read from its kubeadm configuration."""
+    image = etcd_image(platform)
+    peer = "https://$ip:2380"
+    restore = _ctr(
+        image, "kubi-etcd-restore", [("/var/lib", "rw")],  # the snapshot and etcd's data
+        "etcdutl", "snapshot", "restore", RESTORE_FILE, f"--data-dir={ETCD_DATA}",
+        f"--name={name}", f"--initial-cluster={name}={peer}",
+        f"--initial-advertise-peer-urls={peer}",
+    )  # fmt: skip
+    pull = f"ctr -n k8s.io images pull --hosts-dir /etc/containerd/certs.d {image} >/dev/null"
+    return (
+        f"set -e; ip=$(sed -n 's/^ *advertiseAddress: *//p' {kubeadm.CONFIG} | head -1 "
+        '| tr -d \'"\'"\'"); [ -n "$ip" ]; '
+        f"{kubeadm.UNDO} >/dev/null 2>&1; rm -rf {ETCD_DATA}; {pull}; "
+        f"{restore} >/dev/null; rm -f {RESTORE_FILE}; "
+        f"{kubeadm.INIT} --ignore-preflight-errors=DirAvailable--var-lib-etcd"
+    )
+
+
+def restore(
+    declared, snapshot_file: Path, connect: Callable[[str, dict], Any], log: Callable[[str], None]
+) -> None:
+    """Start the cluster again from `snapshot_file` on the first control plane; the other
+    control planes are reset so that the next converge joins them to it."""
+    platform = declared.config
+    data = snapshot_file.read_bytes()
+    control_planes = platform.role("control_plane")
+    first, others = control_planes[0], control_planes[1:]
+    for cp in others:  # first: they must not keep the old cluster's etcd going
+        with connect(cp.name, declared.host_data(cp.name)) as target:
+            done = target.run(f"{kubeadm.UNDO} >/dev/null")
+        if done.returncode != 0:
+            raise SnapshotError(
+                f"{cp.name}: kubeadm reset failed: {done.stderr.decode(errors='replace')[-300:]}"
+            )
+        log(f"{cp.name}: reset; the next converge joins it to the restored cluster")
+    with connect(first.name, declared.host_data(first.name)) as target:
+        put = target.run(
+            f"install -d -m 700 {REMOTE_DIR} && umask 077 && cat > {RESTORE_FILE}", stdin=data
+        )
+        if put.returncode != 0:
+            raise SnapshotError(f"{first.name}: the snapshot could not be written there")
+        done = target.run(restore_script(platform, first.name))
+    if done.returncode != 0:
+        raise SnapshotError(
+            f"{first.name}: the restore failed: "
+            f"{done.stderr.decode(errors='replace').strip()[-600:]}"
+        )
+    log(
+        f"{first.name}: the cluster runs again from {snapshot_file.name}; run deploys/all.py "
+        "so that the other control planes join it"
+    )

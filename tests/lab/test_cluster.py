@@ -301,3 +301,38 @@ def test_a_removed_worker_leaves_the_cluster_and_the_next_run_joins_it_again(clu
     assert again.returncode == 0, again.stderr[-4000:]
     assert changed_ops(again)["kubeadm join (worker)"] == ["lab-worker2"]
     _until("kubi check all OK again", lambda: _kubi_check().returncode == 0, seconds=180)
+
+
+def test_the_cluster_starts_again_from_an_etcd_snapshot(cluster):
+    """A snapshot, one object more, then the restore: the cluster runs again on the first
+    control plane as the snapshot had it (the later object is gone), and the next converge
+    joins the other control planes to it."""
+    state, _, _ = cluster
+    _kubectl(state, "create configmap kubi-restore-before --from-literal=t=1")
+    saved = subprocess.run(
+        [str(BIN / "kubi"), "etcd", "snapshot", "--inventory", "inventories/lab.py"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert saved.returncode == 0, saved.stdout + saved.stderr
+    snapshot = saved.stdout.split(":", 1)[0]
+    _kubectl(state, "create configmap kubi-restore-after --from-literal=t=2")
+    refused = subprocess.run(
+        [str(BIN / "kubi"), "etcd", "restore", snapshot, "--inventory", "inventories/lab.py"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "add --yes to do it" in refused.stderr
+    restored = subprocess.run(
+        [str(BIN / "kubi"), "etcd", "restore", snapshot, "--yes", "--inventory",
+         "inventories/lab.py"],
+        cwd=ROOT, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    names = _kubectl(state, "get configmaps -o name", on="lab-cp1").split()
+    assert "configmap/kubi-restore-before" in names
+    assert "configmap/kubi-restore-after" not in names
+    again = pyinfra("--json", "-y", "deploys/all.py")
+    assert again.returncode == 0, again.stderr[-4000:]
+    joined = changed_ops(again)["kubeadm join --control-plane (one at a time)"]
+    assert sorted(joined) == ["lab-cp2", "lab-cp3"]
+    _until("kubi check all OK after the restore", lambda: _kubi_check().returncode == 0, 300)
+    _kubectl(state, "delete configmap kubi-restore-before", on="lab-cp1")

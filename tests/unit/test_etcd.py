@@ -85,3 +85,54 @@ def test_the_next_control_plane_tries_and_a_damaged_copy_is_refused(declared):
     message = str(refused.value)
     assert "cp1: Error: context deadline exceeded" in message
     assert "cp2: the snapshot changed on its way to this machine" in message
+
+
+class Recording:
+    def __init__(self, failing=()):
+        self.ran, self.failing = [], failing
+
+    def __call__(self, name, data):
+        recording = self
+
+        class Host:
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                return None
+
+            def run(self, command, stdin=b""):
+                recording.ran.append((name, command, stdin))
+                rc = 1 if any(f in command for f in recording.failing) else 0
+                return Completed(rc, b"", b"the init failed" if rc else b"")
+
+        return Host()
+
+
+def test_restore_resets_the_others_then_starts_the_first_from_the_snapshot(declared, tmp_path):
+    snapshot = tmp_path / "plan-x.db"
+    snapshot.write_bytes(DATA)
+    hosts, said = Recording(), []
+    etcd.restore(declared, snapshot, hosts, said.append)
+    assert [(name, command.split()[0]) for name, command, _ in hosts.ran] == [
+        ("cp2", "install"), ("cp3", "install"), ("cp1", "install"), ("cp1", "set"),
+    ]  # fmt: skip
+    assert "kubeadm reset -f" in hosts.ran[0][1] and "--cert-dir" in hosts.ran[0][1]  # PKI kept
+    upload = hosts.ran[2]
+    assert upload[1].endswith("umask 077 && cat > /var/lib/kubi-etcd/restore.db")
+    assert upload[2] == DATA
+    script = hosts.ran[3][1]
+    assert (
+        "etcdutl snapshot restore /var/lib/kubi-etcd/restore.db --data-dir=/var/lib/etcd" in script
+    )
+    assert "--name=cp1 --initial-cluster=cp1=https://$ip:2380" in script
+    assert script.index("etcdutl snapshot restore") < script.index("kubeadm init --config")
+    assert script.endswith("--ignore-preflight-errors=DirAvailable--var-lib-etcd")
+    assert said[-1].startswith("cp1: the cluster runs again from plan-x.db; run deploys/all.py")
+
+
+def test_a_failed_restore_says_where_and_why(declared, tmp_path):
+    snapshot = tmp_path / "plan-x.db"
+    snapshot.write_bytes(DATA)
+    with pytest.raises(etcd.SnapshotError, match="cp1: the restore failed: the init failed"):
+        etcd.restore(declared, snapshot, Recording(failing=("kubeadm init",)), print)
