@@ -132,16 +132,6 @@ def join_cluster(cfg: Platform, node: Host, pki: ClusterPki, run) -> None:
     if mine is None:
         return
     join = f"{kubeadm.wait_for_api(cfg.api_endpoint)} && {kubeadm.JOIN}"
-    # Control planes added since its API server certificate was made: its names follow.
-    if mine["joined"] and mine["apiserver_names"] is not None:
-        wanted = kubeadm.cert_sans(cfg, addresses())
-        missing = [name for name in wanted if name not in mine["apiserver_names"]]
-        if missing:
-            server.shell(
-                name=f"API server certificate names ({', '.join(missing)} added)",
-                commands=[kubeadm.renamed_apiserver(cfg, node, addresses())],
-                _serial=True,  # one API server restarts at a time
-            )
     if kind == "init":
         if not mine["joined"]:
             server.shell(name="kubeadm init (first control plane)", commands=[kubeadm.INIT])
@@ -159,6 +149,19 @@ def join_cluster(cfg: Platform, node: Host, pki: ClusterPki, run) -> None:
         )
     elif not mine["joined"]:
         server.shell(name="kubeadm join (worker)", commands=[join])
+    # Control planes added since its API server certificate was made: its names follow.
+    # After the joins in the code: pyinfra runs the first operation of each host after
+    # their common ones in line order, so the first control plane's init or refresh must
+    # be its first operation here for the joins to come after it.
+    if mine["joined"] and mine["apiserver_names"] is not None:
+        wanted = kubeadm.cert_sans(cfg, addresses())
+        missing = [name for name in wanted if name not in mine["apiserver_names"]]
+        if missing:
+            server.shell(
+                name=f"API server certificate names ({', '.join(missing)} added)",
+                commands=[kubeadm.renamed_apiserver(cfg, node, addresses())],
+                _serial=True,  # one API server restarts at a time
+            )
 
 
 def _node_state(cfg: Platform, name: str, run) -> dict | None:

@@ -255,9 +255,11 @@ def test_a_developer_reaches_the_cockpit_and_nothing_else(converged, ssh_config)
     )
     assert codes.pop("cockpit") == 0
     assert codes == dict.fromkeys(codes, REFUSED)
-    # The API stream is open to them: nginx takes the connection (no API server yet, so
-    # it ends there), which the firewall would have refused.
-    stream = _as_developer(ssh_config, "curl -sk --max-time 5 https://127.0.0.1:6443/; echo $?")
+    # The API stream is open to them: nginx takes the connection (and, with the cluster, an
+    # API server answers it), which the firewall would have refused.
+    stream = _as_developer(
+        ssh_config, "curl -sk -o /dev/null --max-time 5 https://127.0.0.1:6443/; echo $?"
+    )
     assert int(stream.stdout.split()[-1]) != REFUSED
 
 

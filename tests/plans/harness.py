@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pyinfra
 from pyinfra.api import Config, FileUploadCommand, Inventory, State
 from pyinfra.api.host import Host
 from pyinfra.api.state import StateStage
@@ -117,3 +118,49 @@ def uploads(lines: list[str]) -> dict[str, str]:
             dest = dest.partition(" via ")[0]
             found[dest.removesuffix(".kubi-new")] = json.loads(content)
     return found
+
+
+def run_order(
+    deploy: str, description: dict, facts_of: dict[str, dict[str, dict[str, Any]]]
+) -> list[tuple[str, list[str]]]:
+    """The operations of a run of `deploy` over the hosts of `facts_of` (host -> its facts),
+    in the order pyinfra executes them, each with the hosts that have it: what one host's
+    plan cannot show, the order between operations of different hosts."""
+    declared = declare(None, **description)
+    groups = {role: (hosts, {}) for role, hosts in declared.pyinfra_groups().items()}
+    names = [h.name for h in declared.config.hosts]
+    inventory = Inventory((names, {}), **groups)
+    state = State(inventory, Config())
+    state.set_stage(StateStage.Prepare)
+    for name in facts_of:
+        state.activate_host(inventory.get_host(name))
+
+    def fake_get_fact(self: Host, cls, *args, **kwargs):
+        table = facts_of.get(self.name, {}).get(cls.name)
+        key = _fact_key(kwargs)
+        if table is None or key not in table:
+            raise MissingFact(f"case gives no fact {cls.name} [{key}] for {self.name}")
+        return table[key]
+
+    # As the CLI orders operations: by the deploy file's call stack lines, not per host.
+    state.current_deploy_filename = str(ROOT / deploy)
+    state.current_op_file_number = 0
+    original, was_cli = Host.get_fact, pyinfra.is_cli
+    Host.get_fact, pyinfra.is_cli = fake_get_fact, True
+    try:
+        with ctx_state.use(state):
+            source = (ROOT / deploy).read_text()
+            for name in facts_of:
+                with ctx_host.use(inventory.get_host(name)):
+                    exec(
+                        compile(source, str(ROOT / deploy), "exec"),
+                        {"__file__": str(ROOT / deploy)},
+                    )
+            order = []
+            for op_hash in state.get_op_order():
+                hosts = [h.name for h in inventory if op_hash in state.ops.get(h, {})]
+                op_names = sorted(n.rpartition(" | ")[2] for n in state.op_meta[op_hash].names)
+                order.append((", ".join(op_names), hosts))
+            return order
+    finally:
+        Host.get_fact, pyinfra.is_cli = original, was_cli

@@ -11,7 +11,7 @@ from kubi.cluster_pki import cluster_pki
 from kubi.secrets import Secrets
 
 from .conftest import managed
-from .harness import plan, uploads
+from .harness import plan, run_order, uploads
 
 KEYRING = "/etc/apt/keyrings/kubi-kubernetes.gpg"
 CONFIG = "/etc/kubernetes/kubi/kubeadm.yaml"
@@ -290,3 +290,27 @@ def test_a_version_change_is_refused_on_a_cluster_node(node):
     assert not [
         line for line in plan("deploys/kubernetes.py", "w1", node, fresh) if "unchanged" in line
     ]
+
+
+def test_nodes_added_to_a_cluster_join_after_the_first_control_plane_refreshed_the_joins(node):
+    """Across hosts, pyinfra orders operations by each host's own sequence, then by line:
+    the first control plane's token and certificates must be made before any join runs,
+    whatever else that control plane does in the run (here its certificate's new names)."""
+    node["groups"]["control_plane"] += [
+        ("cp2", {"ip": "10.20.0.22"}),
+        ("cp3", {"ip": "10.20.0.23"}),
+    ]
+    node["groups"]["workers"] += [("w2", {"ip": "10.20.0.32"})]
+    old_names = ["kube-api.plan.kubi.internal", "localhost", "127.0.0.1", "10.20.0.21", "cp1"]
+    facts_of = {name: facts() for name in ("cp1", "cp2", "cp3", "w1", "w2")}
+    for name in ("cp1", "w1"):  # in the cluster before this run
+        state = facts_of[name]["facts.kubernetes.KubernetesNodeState"][f"keyring={KEYRING}"]
+        state.update(joined=True, apiserver_names=old_names if name == "cp1" else None)
+    order = [name for name, _ in run_order("deploys/kubernetes.py", node, facts_of)]
+    refresh = order.index("bootstrap token and control-plane certificates for the joins")
+    assert refresh < order.index("kubeadm join --control-plane (one at a time)")
+    assert refresh < order.index("kubeadm join (worker)")
+    assert order.index("kubeadm join --control-plane (one at a time)") < order.index(
+        "kubeadm join (worker)"
+    )
+    assert any(name.startswith("API server certificate names") for name in order)
