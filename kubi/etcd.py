@@ -23,6 +23,7 @@ from typing import Any
 from kubi import images, kubeadm
 from kubi.config import Platform
 from kubi.secrets import for_platform
+from kubi.ssh import SshError
 
 REMOTE_DIR = "/var/lib/kubi-etcd"  # root's (0700), on the control plane
 REMOTE_FILE = f"{REMOTE_DIR}/snapshot.db"
@@ -156,8 +157,15 @@ def restore(
     control_planes = platform.role("control_plane")
     first, others = control_planes[0], control_planes[1:]
     for cp in others:  # first: they must not keep the old cluster's etcd going
-        with connect(cp.name, declared.host_data(cp.name)) as target:
-            done = target.run(f"{kubeadm.UNDO} >/dev/null")
+        try:
+            with connect(cp.name, declared.host_data(cp.name)) as target:
+                done = target.run(f"{kubeadm.UNDO} >/dev/null")
+        except SshError as exc:  # a dead control plane: the restore is for that too
+            log(
+                f"{cp.name}: unreachable, not reset ({exc}); before it runs again, reset it "
+                f"(kubeadm reset) or run kubi node remove {cp.name}"
+            )
+            continue
         if done.returncode != 0:
             raise SnapshotError(
                 f"{cp.name}: kubeadm reset failed: {done.stderr.decode(errors='replace')[-300:]}"

@@ -136,3 +136,21 @@ def test_a_failed_restore_says_where_and_why(declared, tmp_path):
     snapshot.write_bytes(DATA)
     with pytest.raises(etcd.SnapshotError, match="cp1: the restore failed: the init failed"):
         etcd.restore(declared, snapshot, Recording(failing=("kubeadm init",)), print)
+
+
+def test_a_dead_control_plane_does_not_stop_the_restore(declared, tmp_path):
+    from kubi.ssh import SshError
+
+    snapshot = tmp_path / "plan-x.db"
+    snapshot.write_bytes(DATA)
+    hosts, said = Recording(), []
+
+    def connect(name, data):
+        if name == "cp3":
+            raise SshError("cannot connect to cp3 (10.20.0.23:22) over SSH as root: no answer")
+        return hosts(name, data)
+
+    etcd.restore(declared, snapshot, connect, said.append)
+    assert said[1].startswith("cp3: unreachable, not reset (cannot connect to cp3")
+    assert said[1].endswith("run kubi node remove cp3")
+    assert [name for name, _, _ in hosts.ran] == ["cp2", "cp1", "cp1"]
