@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import tempfile
 import time
 from collections.abc import Callable
@@ -178,11 +179,24 @@ def restore(
         if put.returncode != 0:
             raise SnapshotError(f"{first.name}: the snapshot could not be written there")
         done = target.run(restore_script(platform, first.name))
-    if done.returncode != 0:
-        raise SnapshotError(
-            f"{first.name}: the restore failed: "
-            f"{done.stderr.decode(errors='replace').strip()[-600:]}"
-        )
+        if done.returncode != 0:
+            raise SnapshotError(
+                f"{first.name}: the restore failed: "
+                f"{done.stderr.decode(errors='replace').strip()[-600:]}"
+            )
+        if others:
+            # The snapshot still has their Nodes, Ready as they were: kubeadm join refuses
+            # a name the cluster holds Ready, so they go, and the joins make them again.
+            names = " ".join(shlex.quote(cp.name) for cp in others)
+            forgot = target.run(
+                f"kubectl --kubeconfig {kubeadm.ADMIN_CONF} delete node {names} --ignore-not-found"
+            )
+            if forgot.returncode != 0:
+                raise SnapshotError(
+                    f"{first.name}: the restored cluster runs, but its old control plane "
+                    f"Nodes could not be deleted: {forgot.stderr.decode(errors='replace')[-300:]}"
+                    f"; delete them (kubectl delete node {names}) before the next converge"
+                )
     log(
         f"{first.name}: the cluster runs again from {snapshot_file.name}; run deploys/all.py "
         "so that the other control planes join it"

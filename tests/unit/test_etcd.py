@@ -116,7 +116,10 @@ def test_restore_resets_the_others_then_starts_the_first_from_the_snapshot(decla
     etcd.restore(declared, snapshot, hosts, said.append)
     assert [(name, command.split()[0]) for name, command, _ in hosts.ran] == [
         ("cp2", "install"), ("cp3", "install"), ("cp1", "install"), ("cp1", "set"),
+        ("cp1", "kubectl"),
     ]  # fmt: skip
+    # the snapshot's Nodes of the others go: their joins would be refused
+    assert hosts.ran[4][1].endswith("delete node cp2 cp3 --ignore-not-found")
     assert "kubeadm reset -f" in hosts.ran[0][1] and "--cert-dir" in hosts.ran[0][1]  # PKI kept
     upload = hosts.ran[2]
     assert upload[1].endswith("umask 077 && cat > /var/lib/kubi-etcd/restore.db")
@@ -153,4 +156,5 @@ def test_a_dead_control_plane_does_not_stop_the_restore(declared, tmp_path):
     etcd.restore(declared, snapshot, connect, said.append)
     assert said[1].startswith("cp3: unreachable, not reset (cannot connect to cp3")
     assert said[1].endswith("run kubi node remove cp3")
-    assert [name for name, _, _ in hosts.ran] == ["cp2", "cp1", "cp1"]
+    assert [name for name, _, _ in hosts.ran] == ["cp2", "cp1", "cp1", "cp1"]
+    assert hosts.ran[-1][1].endswith("delete node cp2 cp3 --ignore-not-found")
