@@ -38,6 +38,16 @@ def _plain(value: Any) -> str:
     return str(value)
 
 
+def _prepared(description: dict) -> tuple[Inventory, State]:
+    """The platform's pyinfra inventory and a state ready to plan, as the CLI makes them."""
+    declared = declare(None, **description)
+    groups = {role: (hosts, {}) for role, hosts in declared.pyinfra_groups().items()}
+    inventory = Inventory(([h.name for h in declared.config.hosts], {}), **groups)
+    state = State(inventory, Config())
+    state.set_stage(StateStage.Prepare)
+    return inventory, state
+
+
 def plan(
     deploy: str,
     host_name: str,
@@ -55,12 +65,7 @@ def plan(
     the execution (listing the commands runs each operation again, as executing does).
     `others`: hosts also part of the run (connected), whose facts a deploy may read.
     """
-    declared = declare(None, **description)
-    groups = {role: (hosts, {}) for role, hosts in declared.pyinfra_groups().items()}
-    names = [h.name for h in declared.config.hosts]
-    inventory = Inventory((names, {}), **groups)
-    state = State(inventory, Config())
-    state.set_stage(StateStage.Prepare)
+    inventory, state = _prepared(description)
     host = inventory.get_host(host_name)
     state.activate_host(host)
     for name in others:
@@ -126,12 +131,7 @@ def run_order(
     """The operations of a run of `deploy` over the hosts of `facts_of` (host -> its facts),
     in the order pyinfra executes them, each with the hosts that have it: what one host's
     plan cannot show, the order between operations of different hosts."""
-    declared = declare(None, **description)
-    groups = {role: (hosts, {}) for role, hosts in declared.pyinfra_groups().items()}
-    names = [h.name for h in declared.config.hosts]
-    inventory = Inventory((names, {}), **groups)
-    state = State(inventory, Config())
-    state.set_stage(StateStage.Prepare)
+    inventory, state = _prepared(description)
     for name in facts_of:
         state.activate_host(inventory.get_host(name))
 

@@ -11,6 +11,7 @@ from kubi import cluster_ops
 from kubi.inventory import declare
 from kubi.ssh import Completed
 from tests.plans.conftest import DESCRIPTION
+from tests.unit.fake_hosts import FakeHosts
 
 
 class FakeHost:
@@ -66,40 +67,24 @@ def test_a_failure_stops_and_names_what_is_left(declared):
     assert [name for name, _ in ran] == ["cp1", "cp2"]
 
 
-class Recorder:
-    """Fake hosts answering by command; every command recorded with its host."""
+def recorder(members=(), dead=()):
+    """Fake hosts where etcd lists `members`; `dead` ones cannot be reached."""
 
-    def __init__(self, members=(), dead=()):
-        self.ran, self.members, self.dead = [], members, dead
+    def answer(host, command):
+        if command.endswith("/list -X POST -d '{}'"):
+            listed = [{"ID": "1234", "name": m} for m in members]
+            return Completed(0, json.dumps({"members": listed}).encode(), b"")
+        return None
 
-    def __call__(self, name, data):
-        if name in self.dead:
-            raise OSError(f"cannot connect to {name}")
-        recorder = self
-
-        class Host:
-            def __enter__(self):
-                return self
-
-            def __exit__(self, *exc):
-                return None
-
-            def run(self, command, stdin=b""):
-                recorder.ran.append((name, command))
-                if command.endswith("/list -X POST -d '{}'"):
-                    members = [{"ID": "1234", "name": m} for m in recorder.members]
-                    return Completed(0, json.dumps({"members": members}).encode(), b"")
-                return Completed(0, b"", b"")
-
-        return Host()
+    return FakeHosts(answer, dead=dead)
 
 
 def test_removing_a_worker(declared):
-    hosts, said = Recorder(), []
+    hosts, said = recorder(), []
     cluster_ops.remove_node(declared, "w1", hosts, said.append)
-    steps = [(name, command.split()[0]) for name, command in hosts.ran]
+    steps = [(name, command.split()[0]) for name, command, _ in hosts.ran]
     assert steps == [("cp1", "if"), ("w1", "kubeadm"), ("cp1", "kubectl")]
-    drain, reset, delete = (command for _, command in hosts.ran)
+    drain, reset, delete = (command for _, command, _ in hosts.ran)
     assert "drain w1 --ignore-daemonsets --delete-emptydir-data --force --timeout=180s" in drain
     assert reset.startswith("kubeadm reset -f --cri-socket unix:///run/containerd/containerd.sock")
     assert "--cert-dir" not in reset  # nothing of the cluster stays on a node that leaves
@@ -109,7 +94,7 @@ def test_removing_a_worker(declared):
 
 
 def test_a_dead_control_plane_is_forgotten_by_the_others(declared):
-    hosts, said = Recorder(members=("cp1", "cp2", "cp3"), dead=("cp3",)), []
+    hosts, said = recorder(members=("cp1", "cp2", "cp3"), dead=("cp3",)), []
     cluster_ops.remove_node(declared, "cp3", hosts, said.append)
     assert said[1].startswith("cp3: unreachable, not reset")
     removal = hosts.ran[-1]
@@ -120,6 +105,6 @@ def test_a_dead_control_plane_is_forgotten_by_the_others(declared):
 def test_the_only_control_plane_and_other_hosts_are_refused(declared, tmp_path):
     one = declare(None, **{**DESCRIPTION, "secrets_dir": str(tmp_path / "s1")})
     with pytest.raises(cluster_ops.ClusterOpError, match="the only control plane"):
-        cluster_ops.remove_node(one, "cp1", Recorder(), print)
+        cluster_ops.remove_node(one, "cp1", recorder(), print)
     with pytest.raises(cluster_ops.ClusterOpError, match="no Kubernetes node"):
-        cluster_ops.remove_node(declared, "repo1", Recorder(), print)
+        cluster_ops.remove_node(declared, "repo1", recorder(), print)

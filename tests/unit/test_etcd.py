@@ -12,6 +12,7 @@ from kubi import etcd
 from kubi.inventory import declare
 from kubi.ssh import Completed
 from tests.plans.conftest import DESCRIPTION
+from tests.unit.fake_hosts import FakeHosts
 
 DATA = b"\x00bbolt pages of /registry/configmaps/default/x\x00"
 STATUS = {"hash": 1, "revision": 42, "totalKey": 7, "totalSize": len(DATA)}
@@ -87,32 +88,21 @@ def test_the_next_control_plane_tries_and_a_damaged_copy_is_refused(declared):
     assert "cp2: the snapshot changed on its way to this machine" in message
 
 
-class Recording:
-    def __init__(self, failing=()):
-        self.ran, self.failing = [], failing
+def recording(failing=()):
+    """Fake hosts where a command holding one of `failing` fails."""
 
-    def __call__(self, name, data):
-        recording = self
+    def answer(host, command):
+        if any(f in command for f in failing):
+            return Completed(1, b"", b"the init failed")
+        return None
 
-        class Host:
-            def __enter__(self):
-                return self
-
-            def __exit__(self, *exc):
-                return None
-
-            def run(self, command, stdin=b""):
-                recording.ran.append((name, command, stdin))
-                rc = 1 if any(f in command for f in recording.failing) else 0
-                return Completed(rc, b"", b"the init failed" if rc else b"")
-
-        return Host()
+    return FakeHosts(answer)
 
 
 def test_restore_resets_the_others_then_starts_the_first_from_the_snapshot(declared, tmp_path):
     snapshot = tmp_path / "plan-x.db"
     snapshot.write_bytes(DATA)
-    hosts, said = Recording(), []
+    hosts, said = recording(), []
     etcd.restore(declared, snapshot, hosts, said.append)
     assert [(name, command.split()[0]) for name, command, _ in hosts.ran] == [
         ("cp2", "install"), ("cp3", "install"), ("cp1", "install"), ("cp1", "set"),
@@ -138,7 +128,7 @@ def test_a_failed_restore_says_where_and_why(declared, tmp_path):
     snapshot = tmp_path / "plan-x.db"
     snapshot.write_bytes(DATA)
     with pytest.raises(etcd.SnapshotError, match="cp1: the restore failed: the init failed"):
-        etcd.restore(declared, snapshot, Recording(failing=("kubeadm init",)), print)
+        etcd.restore(declared, snapshot, recording(failing=("kubeadm init",)), print)
 
 
 def test_a_dead_control_plane_does_not_stop_the_restore(declared, tmp_path):
@@ -146,7 +136,7 @@ def test_a_dead_control_plane_does_not_stop_the_restore(declared, tmp_path):
 
     snapshot = tmp_path / "plan-x.db"
     snapshot.write_bytes(DATA)
-    hosts, said = Recording(), []
+    hosts, said = recording(), []
 
     def connect(name, data):
         if name == "cp3":
