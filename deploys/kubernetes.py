@@ -87,7 +87,7 @@ def kubernetes() -> None:
         )
     if cfg.kubernetes.pod_network == "bridge":
         bridge_network(cfg, node)
-    join_cluster(cfg, node, pki, state)
+    join_cluster(cfg, node, facts, pki, state)
 
 
 def bridge_network(cfg: Platform, node: Host) -> None:
@@ -124,13 +124,11 @@ def bridge_network(cfg: Platform, node: Host) -> None:
     ops.service(name="pod routes at boot", unit=pod_network.ROUTES_UNIT)
 
 
-def join_cluster(cfg: Platform, node: Host, pki: ClusterPki, run) -> None:
+def join_cluster(cfg: Platform, node: Host, mine: dict, pki: ClusterPki, run) -> None:
     """init, joins, and what a join needs of the first control plane. Each node's state is a
-    fact read when pyinfra plans, so only the nodes not yet in the cluster do anything."""
+    fact read when pyinfra plans (`mine`: this node's), so only the nodes not yet in the
+    cluster do anything."""
     kind = kubeadm.kind_of(cfg, node)
-    mine = _node_state(cfg, node.name, run)
-    if mine is None:
-        return
     join = f"{kubeadm.wait_for_api(cfg.api_endpoint)} && {kubeadm.JOIN}"
     if kind == "init":
         if not mine["joined"]:

@@ -23,12 +23,8 @@ Level = Literal["OK", "WARN", "FAIL"]
 LEVELS: tuple[Level, ...] = ("OK", "WARN", "FAIL")
 WARN_DAYS = 30  # a certificate this close to its end is a warning...
 FAIL_DAYS = 7  # ...and this close, a failure: renew it (kubeadm certs renew)
-CONTROL_PLANE_PODS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+CONTROL_PLANE_PODS = kubeadm.CONTROL_PLANE_PODS
 KUBECONFIGS = ("admin.conf", "super-admin.conf", "controller-manager.conf", "scheduler.conf")
-ETCD_CLIENT = (
-    f"--cacert {kubeadm.PKI_DIR}/etcd/ca.crt --cert {kubeadm.PKI_DIR}/apiserver-etcd-client.crt "
-    f"--key {kubeadm.PKI_DIR}/apiserver-etcd-client.key"
-)
 
 # One round trip per node: the kubelet, and the end date of each certificate it holds.
 NODE_SCRIPT = r"""
@@ -47,15 +43,14 @@ if [ -f /etc/kubernetes/manifests/etcd.yaml ]; then
     | tr -d '\n')"
 fi
 true
-""".replace("KUBECONFIGS", " ".join(KUBECONFIGS)).replace("ETCD_CLIENT", ETCD_CLIENT)
+""".replace("KUBECONFIGS", " ".join(KUBECONFIGS)).replace("ETCD_CLIENT", kubeadm.ETCD_CLIENT)
 
-KUBECTL = f"kubectl --kubeconfig {kubeadm.ADMIN_CONF} --request-timeout=10s"
+KUBECTL = f"{kubeadm.ADMIN_KUBECTL} --request-timeout=10s"
 CLUSTER_COMMANDS = {
     "nodes": f"{KUBECTL} get nodes -o json",
     "pods": f"{KUBECTL} -n kube-system get pods -l tier=control-plane -o json",
     "etcd_members": (
-        f"curl -sS --max-time 5 {ETCD_CLIENT} -X POST -d '{{}}' "
-        "https://127.0.0.1:2379/v3/cluster/member/list"
+        f"curl -sS --max-time 5 {kubeadm.ETCD_CLIENT} -X POST -d '{{}}' {kubeadm.ETCD_MEMBERS}/list"
     ),
 }
 

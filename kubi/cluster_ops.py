@@ -16,18 +16,16 @@ import shlex
 from collections.abc import Callable
 from typing import Any
 
-from kubi import kubeadm
+from kubi import kubeadm, pod_network
 
 
 class ClusterOpError(Exception):
     """An operation stopped on a host; the message says which, why, and what is left."""
 
 
-# The static pods that read certificates at start.
-STATIC_PODS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 RENEW = (
     f"{kubeadm.wait_local_api()} && kubeadm certs renew all >/dev/null && "
-    f"{kubeadm.restart_static_pods(STATIC_PODS)} && {kubeadm.wait_local_api()} && "
+    f"{kubeadm.restart_static_pods(kubeadm.CONTROL_PLANE_PODS)} && {kubeadm.wait_local_api()} && "
     f"{kubeadm.WAIT_CONTROLLERS}"
 )
 
@@ -51,18 +49,14 @@ def renew_certificates(declared, connect: Callable[[str, dict], Any], log: Calla
 
 # --- removing a node -------------------------------------------------------------------------
 
-KUBECTL = f"kubectl --kubeconfig {kubeadm.ADMIN_CONF} --request-timeout=30s"
-ETCD_API = (
-    f"curl -sS --max-time 10 --cacert {kubeadm.PKI_DIR}/etcd/ca.crt "
-    f"--cert {kubeadm.PKI_DIR}/apiserver-etcd-client.crt "
-    f"--key {kubeadm.PKI_DIR}/apiserver-etcd-client.key https://127.0.0.1:2379/v3/cluster/member"
-)
+KUBECTL = f"{kubeadm.ADMIN_KUBECTL} --request-timeout=30s"
+ETCD_API = f"curl -sS --max-time 10 {kubeadm.ETCD_CLIENT} {kubeadm.ETCD_MEMBERS}"
 # What kubi put on a node for the cluster, beyond what kubeadm reset removes.
 NODE_CLEANUP = (
-    "systemctl disable --now kubi-pod-routes.service 2>/dev/null; "
-    "rm -f /etc/systemd/system/kubi-pod-routes.service /usr/local/sbin/kubi-pod-routes "
-    "/etc/cni/net.d/10-kubi-bridge.conflist; rm -rf /etc/kubernetes/kubi; "
-    "ip route flush proto 201; ip link delete cni0 2>/dev/null; "
+    f"systemctl disable --now {pod_network.ROUTES_UNIT} 2>/dev/null; "
+    f"rm -f /etc/systemd/system/{pod_network.ROUTES_UNIT} {pod_network.ROUTES_SCRIPT} "
+    f"{pod_network.CONFLIST}; rm -rf {kubeadm.CONFIG_DIR}; "
+    f"ip route flush proto {pod_network.ROUTES_PROTO}; ip link delete cni0 2>/dev/null; "
     "systemctl daemon-reload; true"
 )
 

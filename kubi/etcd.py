@@ -188,9 +188,7 @@ def restore(
             # The snapshot still has their Nodes, Ready as they were: kubeadm join refuses
             # a name the cluster holds Ready, so they go, and the joins make them again.
             names = " ".join(shlex.quote(cp.name) for cp in others)
-            forgot = target.run(
-                f"kubectl --kubeconfig {kubeadm.ADMIN_CONF} delete node {names} --ignore-not-found"
-            )
+            forgot = target.run(f"{kubeadm.ADMIN_KUBECTL} delete node {names} --ignore-not-found")
             if forgot.returncode != 0:
                 raise SnapshotError(
                     f"{first.name}: the restored cluster runs, but its old control plane "

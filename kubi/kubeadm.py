@@ -20,6 +20,15 @@ CONFIG = f"{CONFIG_DIR}/kubeadm.yaml"
 PKI_DIR = "/etc/kubernetes/pki"
 PATCHES_DIR = f"{CONFIG_DIR}/patches"  # kubernetes.kubeadm_patches, copied
 ADMIN_CONF = "/etc/kubernetes/admin.conf"
+ADMIN_KUBECTL = f"kubectl --kubeconfig {ADMIN_CONF}"  # on a control plane, as its admin
+# The static pods of a control plane, which read certificates when they start.
+CONTROL_PLANE_PODS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+# curl's options to speak to this control plane's etcd as the API server does.
+ETCD_CLIENT = (
+    f"--cacert {PKI_DIR}/etcd/ca.crt --cert {PKI_DIR}/apiserver-etcd-client.crt "
+    f"--key {PKI_DIR}/apiserver-etcd-client.key"
+)
+ETCD_MEMBERS = "https://127.0.0.1:2379/v3/cluster/member"  # etcd's JSON gateway: /list, /remove
 CRI_SOCKET = "unix:///run/containerd/containerd.sock"
 
 # Every command is given the node's configuration file, never a secret on its command line;
