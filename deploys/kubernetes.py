@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import shlex
 
-from pyinfra import host, state
+from pyinfra import host, logger, state
 from pyinfra.operations import server
 
 import kubi.kubernetes
@@ -131,6 +131,11 @@ def join_cluster(cfg: Platform, node: Host, mine: dict, pki: ClusterPki, run) ->
     kind = kubeadm.kind_of(cfg, node)
     join = f"{kubeadm.wait_for_api(cfg.api_endpoint)} && {kubeadm.JOIN}"
     if kind == "init":
+        if not cfg.kubernetes.coredns:
+            logger.warning(
+                "kubernetes: kubernetes.coredns is false: CoreDNS is left out (kubeadm skips "
+                "its addon/coredns phase); pods get no cluster DNS"
+            )
         if not mine["joined"]:
             server.shell(name="kubeadm init (first control plane)", commands=[kubeadm.INIT])
         # Nodes that join in this run need a live token and uploaded certificates.

@@ -274,8 +274,10 @@ def _validate(raw: dict[str, Any], source: str, notices: bool) -> Platform:
         platform = _build(desc)
         problems += topology.check_hosts(platform)
         if not problems:
-            from kubi.images import check_archives  # it reads the built platform
+            from kubi.containerd import check_support  # they read the built platform
+            from kubi.images import check_archives
 
+            problems += check_support(platform)
             problems += check_archives(platform)
         if not problems:
             notice = kubernetes_end_of_life(platform.versions.kubernetes)

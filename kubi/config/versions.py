@@ -20,9 +20,9 @@ class Versions(Section):
     against kubi/config/log_stack.toml."""
 
     debian: Literal["bookworm"] = "bookworm"
-    # The lab's own binaries. Every minor kubi supports is past its upstream end of life by
-    # now (see kubi/config/kubernetes.toml), so this one says so when a platform loads.
-    kubernetes: Version = "1.33.3"
+    # The newest minor of kubi/config/kubernetes.toml, at its reference patch (the images kubi
+    # mirrors are that release's). It needs containerd 2.2+: containerd.source docker.
+    kubernetes: Version = "1.36.3"
     graylog: Series = "6.1"
     opensearch: Version = "2.15.0"
     mongodb: Series = "7.0"

@@ -163,7 +163,11 @@ def platform_description(state: LabState, log: Log = _to_stderr) -> dict:
         "package_proxy": {"for_all_hosts": True},
         # Nodes are containers here: they share the machine's cgroup v1 hierarchy (measured
         # with cgroupfs, docs/kubernetes-lab.md) and may not lower an OOM score.
-        "containerd": {"cgroup_driver": "cgroupfs", "restrict_oom_score_adj": True},
+        # Debian's containerd (1.6): Docker's repository is not reachable from the lab, and
+        # the lab's binaries are 1.33, which it runs.
+        "containerd": {
+            "source": "debian", "cgroup_driver": "cgroupfs", "restrict_oom_score_adj": True,
+        },
     }
     _kubernetes_settings(description, log)
     description["graylog"] = _log_stack_setting(description, log)

@@ -51,6 +51,7 @@ def facts(held=None, refs=REFS):
 @pytest.fixture
 def on(description):
     description["versions"] = {"kubernetes": "1.33.3"}
+    description["containerd"] = {"source": "debian"}  # runs 1.33 (Debian 12)
     description["components"] = {"images": True}
     return description
 

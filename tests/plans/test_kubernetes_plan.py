@@ -54,6 +54,7 @@ def facts(files=None, installed=None, keyring=None, joined=False, partial=None):
 def node(description, tmp_path):
     description["secrets_dir"] = str(tmp_path / "secrets")
     description["versions"] = {"kubernetes": "1.33.3"}
+    description["containerd"] = {"source": "debian"}  # runs 1.33 (Debian 12)
     return description
 
 
@@ -241,6 +242,24 @@ def test_kubeadm_patches_and_preflight_exceptions(node, tmp_path):
     init = next(yaml.safe_load_all(written[CONFIG]))
     assert init["patches"] == {"directory": "/etc/kubernetes/kubi/patches"}
     assert init["nodeRegistration"]["ignorePreflightErrors"] == ["Swap"]
+
+
+def test_coredns_left_out_is_said_once_by_the_first_control_plane(node, caplog):
+    node["kubernetes"] = {"coredns": False}
+    node["groups"]["control_plane"] = [("cp1", {"ip": "10.20.0.21"}), ("cp2", {"ip": "10.20.0.22"}),
+                                       ("cp3", {"ip": "10.20.0.23"})]  # fmt: skip
+    init = next(
+        yaml.safe_load_all(uploads(plan("deploys/kubernetes.py", "cp1", node, facts()))[CONFIG])
+    )
+    assert init["skipPhases"] == ["addon/coredns"]
+    said = [r.getMessage() for r in caplog.records if "CoreDNS" in r.getMessage()]
+    assert said == [
+        "kubernetes: kubernetes.coredns is false: CoreDNS is left out (kubeadm skips its "
+        "addon/coredns phase); pods get no cluster DNS"
+    ]
+    caplog.clear()
+    plan("deploys/kubernetes.py", "cp2", node, facts())
+    assert not [r for r in caplog.records if "CoreDNS" in r.getMessage()]
 
 
 @pytest.mark.parametrize("host", ["in1", "out1", "repo1"])

@@ -154,7 +154,7 @@ SAMPLES: dict[str, tuple[str, Any, str]] = {
         for field in ("admin_networks", "ssh_from", "public_ingress_from")
     },
     "versions.kubernetes": (
-        "1.31.4",
+        "1.35.7",
         _section("versions", "kubernetes"),
         "field 'versions.kubernetes'",
     ),
@@ -211,6 +211,17 @@ SAMPLES: dict[str, tuple[str, Any, str]] = {
         "DE15B14486CD377B9E876E1A234654DA9A296436",
         _section("kubernetes", "packages_key"),
         "field 'kubernetes.packages_key'",
+    ),
+    "containerd.version": ("2.2.1", _section("containerd", "version"), "containerd.version"),
+    "containerd.apt_mirror": (
+        "http://mirror.example.invalid:3150",
+        _section("containerd", "apt_mirror"),
+        "field 'containerd.apt_mirror'",
+    ),
+    "containerd.packages_key": (
+        "9DC858229FC7DD38854AE2D88D81803C0EBFCD88",
+        _section("containerd", "packages_key"),
+        "field 'containerd.packages_key'",
     ),
     "images.archives": (
         str(Path(__file__).parent),
@@ -499,12 +510,62 @@ def test_two_people_with_the_same_name_are_refused():
 # --- the Kubernetes version ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("version", ["1.30.0", "1.31.4", "1.32.11", "1.33.3", "1.34.1"])
-def test_supported_kubernetes_minors_are_accepted(version):
-    assert validate(description(versions={"kubernetes": version})).versions.kubernetes == version
+@pytest.mark.parametrize(
+    ("version", "containerd"),
+    [
+        ("1.30.0", {"source": "debian"}),
+        ("1.31.4", {"source": "debian"}),
+        ("1.32.11", {"source": "docker", "version": "1.7.29"}),
+        ("1.33.3", {"source": "debian"}),
+        ("1.34.1", {"source": "docker", "version": "2.1.5"}),
+        ("1.35.7", {"source": "docker", "version": "1.7.29"}),
+        ("1.36.3", {}),  # the defaults
+    ],
+)
+def test_supported_kubernetes_minors_are_accepted(version, containerd):
+    platform = validate(description(versions={"kubernetes": version}, containerd=containerd))
+    assert platform.versions.kubernetes == version
 
 
-@pytest.mark.parametrize("version", ["1.29.9", "1.35.0", "2.31.0"])
+@pytest.mark.parametrize(
+    ("version", "containerd", "said"),
+    [
+        (
+            "1.35.7",
+            {"source": "debian"},
+            "containerd: Debian 12's containerd 1.6 does not run Kubernetes 1.35.7, which "
+            "containerd 1.7 to 2.2 do (kubi/config/kubernetes.toml): set containerd.source: "
+            "docker and a containerd.version of 1.7 to 2.2",
+        ),
+        (
+            "1.34.1",
+            {},
+            "containerd: containerd.version 2.2.1 (2.2) does not run Kubernetes 1.34.1, which "
+            "containerd 1.6 to 2.1 do (kubi/config/kubernetes.toml): set containerd.version to "
+            "a release of 1.6 to 2.1 (or containerd.source: debian)",
+        ),
+    ],
+)
+def test_a_containerd_that_does_not_run_the_kubernetes_version_is_refused(
+    version, containerd, said
+):
+    with pytest.raises(ConfigError) as refused:
+        validate(description(versions={"kubernetes": version}, containerd=containerd))
+    assert refused.value.problems == [said]
+
+
+def test_containerd_is_not_checked_without_kubernetes():
+    platform = validate(
+        description(
+            versions={"kubernetes": "1.36.3"},
+            containerd={"source": "debian"},
+            components={"kubernetes": False},
+        )
+    )
+    assert platform.containerd.source == "debian"
+
+
+@pytest.mark.parametrize("version", ["1.29.9", "1.37.0", "2.31.0"])
 def test_kubernetes_minor_outside_the_table_is_refused(version):
     with pytest.raises(ConfigError) as refused:
         validate(description(versions={"kubernetes": version}))
@@ -512,7 +573,7 @@ def test_kubernetes_minor_outside_the_table_is_refused(version):
     minor = ".".join(version.split(".")[:2])
     assert problem.startswith(
         f"field 'versions.kubernetes': minor {minor} is not supported by kubi "
-        "(kubi/config/kubernetes.toml); supported: 1.30, 1.31, 1.32, 1.33, 1.34"
+        "(kubi/config/kubernetes.toml); supported: 1.30, 1.31, 1.32, 1.33, 1.34, 1.35, 1.36"
     )
 
 

@@ -47,6 +47,7 @@ def declared(tmp_path):
         "control_plane": [(f"cp{i}", {"ip": f"10.20.0.2{i}"}) for i in (1, 2, 3)],
     }
     description["versions"] = {"kubernetes": "1.33.3"}
+    description["containerd"] = {"source": "debian"}  # runs 1.33 (Debian 12)
     return declare(None, **description)
 
 

@@ -26,6 +26,7 @@ def platform():
     description = copy.deepcopy(DESCRIPTION)
     description["groups"]["control_plane"] = [(f"cp{i}", {"ip": IPS[f"cp{i}"]}) for i in (1, 2, 3)]
     description["versions"] = {"kubernetes": "1.33.3"}
+    description["containerd"] = {"source": "debian"}  # runs 1.33 (Debian 12)
     return declare(None, **description).config
 
 

@@ -9,6 +9,7 @@ import logging
 import pytest
 
 from kubi.config import ConfigError, matrices, validate
+from kubi.config.containerd import ContainerdSettings
 from kubi.config.versions import Versions, kubernetes_end_of_life
 
 from .test_config import description
@@ -54,7 +55,7 @@ def refusal(tmp_path, text: str) -> str:
 
 def test_shipped_table_loads_with_every_field():
     table = matrices.kubernetes()
-    assert table.supported == ["1.30", "1.31", "1.32", "1.33", "1.34"]
+    assert table.supported == ["1.30", "1.31", "1.32", "1.33", "1.34", "1.35", "1.36"]
     for minor, row in table.minor.items():
         assert row.packages == f"https://pkgs.k8s.io/core:/stable:/v{minor}/deb/"
         assert row.images.patch.startswith(f"{minor}.")
@@ -71,16 +72,23 @@ def test_the_labs_release_is_in_the_table_as_measured():
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("minor", matrices.kubernetes().supported)
-def test_debians_containerd_runs_every_supported_minor(minor):
-    """The lab (and a plain Debian 12 host) runs Debian's containerd: a minor that needs a
-    newer series cannot be supported until kubi installs containerd from elsewhere."""
+@pytest.mark.parametrize("minor", ["1.30", "1.31", "1.32", "1.33", "1.34"])
+def test_debians_containerd_runs_the_minors_up_to_1_34(minor):
+    """The lab (and a plain Debian 12 host) runs Debian's containerd up to 1.34."""
     assert DEBIAN_CONTAINERD in matrices.kubernetes().minor[minor].containerd
 
 
-def test_default_version_is_the_labs_and_in_the_table():
-    assert Versions().kubernetes == "1.33.3"
-    assert matrices.kubernetes_minor(Versions().kubernetes).images.patch == "1.33.3"
+@pytest.mark.parametrize("minor", ["1.35", "1.36"])
+def test_later_minors_need_containerd_from_docker(minor):
+    assert DEBIAN_CONTAINERD not in matrices.kubernetes().minor[minor].containerd
+    assert ContainerdSettings().version in matrices.kubernetes().minor[minor].containerd
+
+
+def test_default_version_is_the_newest_minor_at_its_reference_patch():
+    """Production defaults to a maintained minor, at the patch whose images the table has."""
+    newest = matrices.kubernetes().supported[-1]
+    assert Versions().kubernetes == matrices.kubernetes().minor[newest].images.patch
+    assert matrices.kubernetes().minor[newest].end_of_life > dt.date(2026, 11, 27)
 
 
 # --- the helper for deploy code -----------------------------------------------------------
@@ -91,23 +99,24 @@ def test_a_version_gives_its_minors_entry():
     assert matrices.kubernetes_minor("1.34.1").images.pause == "3.10.1"
 
 
-@pytest.mark.parametrize("version", ["1.29.15", "1.35.0", "1.3.0", "2.33.0"])
+@pytest.mark.parametrize("version", ["1.29.15", "1.37.0", "1.3.0", "2.33.0"])
 def test_a_version_outside_the_table_is_refused_with_the_supported_list(version):
     with pytest.raises(matrices.UnsupportedKubernetes) as refused:
         matrices.kubernetes_minor(version)
     minor = ".".join(version.split(".")[:2])
     assert str(refused.value) == (
         f"minor {minor} is not supported by kubi (kubi/config/kubernetes.toml); "
-        "supported: 1.30, 1.31, 1.32, 1.33, 1.34"
+        "supported: 1.30, 1.31, 1.32, 1.33, 1.34, 1.35, 1.36"
     )
 
 
 def test_a_platform_outside_the_table_is_refused(description_for):
     with pytest.raises(ConfigError) as refused:
-        validate(description_for("1.35.2"))
+        validate(description_for("1.37.2"))
     assert refused.value.problems == [
-        "field 'versions.kubernetes': minor 1.35 is not supported by kubi "
-        "(kubi/config/kubernetes.toml); supported: 1.30, 1.31, 1.32, 1.33, 1.34 (got '1.35.2')"
+        "field 'versions.kubernetes': minor 1.37 is not supported by kubi "
+        "(kubi/config/kubernetes.toml); supported: 1.30, 1.31, 1.32, 1.33, 1.34, 1.35, 1.36 "
+        "(got '1.37.2')"
     ]
 
 
@@ -189,7 +198,7 @@ def test_end_of_life_is_reported_from_its_date_on():
     notice = kubernetes_end_of_life("1.33.3", today=eol)
     assert notice == (
         "versions.kubernetes 1.33.3: Kubernetes 1.33 reached its upstream end of life on "
-        f"{eol.isoformat()} and gets no more security fixes; move to 1.34"
+        f"{eol.isoformat()} and gets no more security fixes; move to 1.36"
     )
 
 
@@ -205,7 +214,14 @@ def test_end_of_life_names_no_successor_when_every_minor_is_gone():
 
 @pytest.fixture
 def description_for():
-    return lambda version: description(versions={"kubernetes": version})
+    def platform(version: str) -> dict:
+        # Debian 12's containerd up to 1.34, the default containerd.io from 1.35 on
+        old = matrices.series_key(version) <= (1, 34)
+        return description(
+            versions={"kubernetes": version}, containerd={"source": "debian"} if old else {}
+        )
+
+    return platform
 
 
 def eol_notices(caplog) -> list[tuple[int, str]]:
@@ -221,7 +237,7 @@ def test_loading_a_platform_past_end_of_life_warns_and_loads(description_for, ca
         (
             logging.WARNING,
             "inventories/unit.py: versions.kubernetes 1.30.14: Kubernetes 1.30 reached its "
-            "upstream end of life on 2025-07-15 and gets no more security fixes; move to 1.34",
+            "upstream end of life on 2025-07-15 and gets no more security fixes; move to 1.36",
         )
     ]
 
@@ -233,14 +249,14 @@ def test_loading_a_maintained_minor_says_nothing(description_for, caplog, monkey
     assert eol_notices(caplog) == []
 
 
-def test_the_default_platform_warns_today(description_for, caplog):
-    """On the real date every minor kubi supports is past its end of life (2026-11)."""
+def test_the_default_platform_loads_without_a_notice_today(description_for, caplog):
+    """The default minor is maintained upstream on the real date; the lab's (1.33) is not."""
     with caplog.at_level(logging.WARNING, logger="pyinfra"):
         validate(description_for(Versions().kubernetes))
+        validate(description_for("1.33.3"))
     assert [message for _, message in eol_notices(caplog)] == [
         "platform: versions.kubernetes 1.33.3: Kubernetes 1.33 reached its upstream end of "
-        "life on 2026-06-28 and gets no more security fixes; no minor in "
-        "kubi/config/kubernetes.toml is maintained upstream any more"
+        "life on 2026-06-28 and gets no more security fixes; move to 1.36"
     ]
 
 
