@@ -191,6 +191,25 @@ def _node_remove(args: argparse.Namespace) -> int:
     return 0
 
 
+def _upgrade(args: argparse.Namespace) -> int:
+    from kubi import upgrade
+    from kubi.inventory import load
+    from kubi.ssh import SshHost
+
+    declared = load(args.inventory)
+    target = declared.config.versions.kubernetes
+    observed, cluster = upgrade.gather(declared, SshHost)
+    steps = upgrade.plan(declared.config, observed, cluster)
+    print(upgrade.render(steps, target))
+    if steps and not args.yes:
+        print("kubi: nothing changed; add --yes to run these steps", file=sys.stderr)
+        return 0
+    upgrade.execute(declared, steps, SshHost, log=print)
+    if steps:
+        print(f"the cluster runs v{target}; a converge (deploys/all.py) now agrees with it")
+    return 0
+
+
 def _unlock(args: argparse.Namespace) -> int:
     from kubi import runlock
     from kubi.inventory import load
@@ -304,6 +323,11 @@ def parser() -> argparse.ArgumentParser:
         "drain, reset and forget a node (then take it out of the inventory)",
     )  # fmt: skip
     remove.add_argument("node", metavar="NODE", help="a host name of the inventory")
+    upgrade = _with_inventory(
+        sub, "upgrade", _upgrade,
+        "bring the cluster to versions.kubernetes, one node at a time (shows the plan)",
+    )  # fmt: skip
+    upgrade.add_argument("--yes", action="store_true", help="run the plan it shows")
     return top
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import textwrap
 import time
 from pathlib import Path
 
@@ -274,6 +275,88 @@ def test_certificates_are_renewed_one_control_plane_at_a_time(cluster):
     # The kubelets report the restarted pods Ready again; a controller manager that lost its
     # lease while API servers restarted exits, and comes back after the kubelet's back-off.
     _until("kubi check all OK", lambda: _kubi_check().returncode == 0, seconds=240)
+
+
+def _kubi_upgrade(*args: str, inventory: str = "inventories/lab.py"):
+    return subprocess.run(
+        [str(BIN / "kubi"), "upgrade", "--inventory", inventory, *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=1500, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def test_an_upgrade_the_lab_cannot_reach_stops_before_any_change(cluster, tmp_path):
+    """At its own version the cluster has nothing to upgrade. Asked for the next minor, whose
+    channel the lab's mirror does not serve, the upgrade shows its plan, then stops at the
+    first control plane's repository check: its sources and kubeadm are as they were."""
+    state, _, _ = cluster
+    same = _kubi_upgrade("--yes")
+    assert same.returncode == 0, same.stdout + same.stderr
+    version = _platform().versions.kubernetes
+    assert same.stdout.strip() == f"every node of the cluster runs v{version}: nothing to upgrade"
+    inventory = tmp_path / "lab_next_minor.py"
+    inventory.write_text(textwrap.dedent("""\
+        from kubi import lab
+        from kubi.inventory import declare
+
+        description = lab.platform_description(lab.load_state())
+        description["versions"]["kubernetes"] = "1.34.10"
+        description.pop("images")  # the lab has no archives of 1.34's images
+        globals().update(declare(__file__, **description).pyinfra_groups())
+    """))  # fmt: skip
+    listed = "/etc/apt/sources.list.d/kubi-kubernetes.list"
+    cp1 = _address(state, "lab-cp1")
+    before = lab.run_on(cp1, f"cat {listed}; kubeadm version -o short").stdout
+    plan = _kubi_upgrade(inventory=str(inventory))
+    assert plan.returncode == 0 and "add --yes" in plan.stderr, plan.stdout + plan.stderr
+    assert plan.stdout.splitlines()[:3] == [
+        "kubi upgrade to v1.34.10, in this order:",
+        f"  {'lab-cp1':<20} kubeadm 1.34.10",
+        f"  {'lab-cp1':<20} kubeadm upgrade apply v1.34.10",
+    ]
+    stopped = _kubi_upgrade("--yes", inventory=str(inventory))
+    assert stopped.returncode == 1
+    said = stopped.stderr.splitlines()[-1]  # after the inventory's notices
+    assert said.startswith("kubi: lab-cp1: kubeadm 1.34.10 failed: lab-cp1: kubi: repository ")
+    assert "v1.34" in said and said.endswith("kubi upgrade --yes goes on from here")
+    assert lab.run_on(cp1, f"cat {listed}; kubeadm version -o short").stdout == before
+    assert lab.run_on(cp1, f"ls {listed}.kubi-new").returncode != 0
+
+
+def test_the_upgrade_procedure_runs_node_by_node_on_the_real_cluster(cluster):
+    """The lab has one version's binaries, so the procedure runs at that version over the
+    nodes seen as one patch behind: on each node in turn, control planes first, kubeadm
+    from the channel, kubeadm upgrade apply (cp1) or node, drain, the kubelet from the
+    channel and restarted, Ready, uncordoned, all for real. The cluster stays whole, and
+    the next converge finds the files the upgrade wrote as its own."""
+    from kubi import upgrade
+    from kubi.ssh import SshHost
+
+    state, _, _ = cluster
+    declared = load(ROOT / "inventories" / "lab.py")
+    version = declared.config.versions.kubernetes
+    major, minor, patch = upgrade.parse_version(version)
+    if patch == 0:
+        pytest.skip(f"v{version} has no earlier patch to pretend the cluster runs")
+    earlier = f"{major}.{minor}.{patch - 1}"
+    observed, cluster_seen = upgrade.gather(declared, SshHost)
+    assert cluster_seen.version == version and not cluster_seen.drained
+    behind = {
+        name: upgrade.NodeVersions(earlier, earlier, seen.joined) for name, seen in observed.items()
+    }
+    steps = upgrade.plan(declared.config, behind, upgrade.Cluster(earlier))
+    nodes = ["lab-cp1", "lab-cp2", "lab-cp3", "lab-worker1", "lab-worker2"]
+    assert [s.node for s in steps][::5] == nodes
+    said: list[str] = []
+    upgrade.execute(declared, steps, SshHost, said.append)
+    assert said == [f"{s.node}: {s.what}" for s in steps]
+    observed, cluster_seen = upgrade.gather(declared, SshHost)
+    assert upgrade.plan(declared.config, observed, cluster_seen) == []
+    unschedulable = _kubectl(state, "get nodes -o jsonpath={.items[*].spec.unschedulable}")
+    assert unschedulable.strip() == ""
+    again = pyinfra("--json", "-y", "deploys/all.py")
+    assert again.returncode == 0, again.stderr[-4000:]
+    assert changed_ops(again) == {}
+    _until("kubi check all OK after the upgrade", lambda: _kubi_check().returncode == 0, 240)
 
 
 def test_a_removed_worker_leaves_the_cluster_and_the_next_run_joins_it_again(cluster):
