@@ -57,10 +57,12 @@ class Cluster:
 
     + version: the ClusterConfiguration's kubernetesVersion (what `upgrade apply` moves)
     + drained: nodes unschedulable with kubi's DRAINED annotation
+    + cordoned: nodes an operator made unschedulable: they stay so after their upgrade
     """
 
     version: str
     drained: frozenset[str] = frozenset()
+    cordoned: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -113,13 +115,12 @@ def parse_node_versions(output: str) -> NodeVersions:
 def parse_cluster(output: str) -> Cluster:
     configuration, _, nodes = output.partition("\n---\n")
     version = str(yaml.safe_load(configuration)["kubernetesVersion"]).lstrip("v")
-    drained = {
-        item["metadata"]["name"]
-        for item in json.loads(nodes)["items"]
-        if item.get("spec", {}).get("unschedulable")
-        and DRAINED in item["metadata"].get("annotations", {})
-    }
-    return Cluster(version=version, drained=frozenset(drained))
+    drained, cordoned = set(), set()
+    for item in json.loads(nodes)["items"]:
+        if item.get("spec", {}).get("unschedulable"):
+            ours = DRAINED in item["metadata"].get("annotations", {})
+            (drained if ours else cordoned).add(item["metadata"]["name"])
+    return Cluster(version, frozenset(drained), frozenset(cordoned))
 
 
 def gather(
@@ -209,7 +210,8 @@ def plan(platform: Platform, observed: dict[str, NodeVersions], cluster: Cluster
             apply_pending = False
         else:
             steps.append(Step(node.name, "kubeadm upgrade node", upgrade_node(platform)))
-        steps.append(Step(node.name, "drained", drain(node.name), True))
+        kept = node.name in cluster.cordoned
+        steps.append(Step(node.name, "drained", drain(node.name, mark=not kept), True))
         steps.append(
             Step(
                 node.name,
@@ -219,7 +221,12 @@ def plan(platform: Platform, observed: dict[str, NodeVersions], cluster: Cluster
             )
         )
         steps.append(
-            Step(node.name, f"Ready at v{target}, uncordoned", ready(node.name, target), True)
+            Step(
+                node.name,
+                f"Ready at v{target}, " + ("left cordoned as it was" if kept else "uncordoned"),
+                ready(node.name, target, then_uncordon=not kept),
+                True,
+            )
         )
     return steps
 
@@ -306,16 +313,18 @@ def packages(platform: Platform, node: Host, names: tuple[str, ...]) -> str:
     )
 
 
-def drain(name: str) -> str:
+def drain(name: str, mark: bool = True) -> str:
+    """Shell: drain the node; `mark` it as kubi's to uncordon (not one an operator cordoned)."""
     node = shlex.quote(name)
+    annotate = f"{KUBECTL} annotate node {node} {DRAINED}=yes --overwrite >/dev/null && "
     return (
-        f"{KUBECTL} annotate node {node} {DRAINED}=yes --overwrite >/dev/null && "
-        f"{KUBECTL} drain {node} --ignore-daemonsets --delete-emptydir-data --force "
+        (annotate if mark else "")
+        + f"{KUBECTL} drain {node} --ignore-daemonsets --delete-emptydir-data --force "
         "--timeout=300s >/dev/null"
     )
 
 
-def ready(name: str, target: str, seconds: int = 180) -> str:
+def ready(name: str, target: str, seconds: int = 180, then_uncordon: bool = True) -> str:
     """Shell: wait until the node's kubelet reports the version and Ready, then uncordon."""
     node = shlex.quote(name)
     jsonpath = shlex.quote(
@@ -325,7 +334,8 @@ def ready(name: str, target: str, seconds: int = 180) -> str:
     return (
         f'{{ i=0; until [ "$({KUBECTL} get node {node} -o jsonpath={jsonpath})" = '
         f"'v{target} True' ]; do i=$((i+3)); [ $i -lt {seconds} ] || "
-        f"{{ echo {said} >&2; exit 1; }}; sleep 3; done; }} && {uncordon(name)}"
+        f"{{ echo {said} >&2; exit 1; }}; sleep 3; done; }}"
+        + (f" && {uncordon(name)}" if then_uncordon else "")
     )
 
 

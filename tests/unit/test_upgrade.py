@@ -140,6 +140,17 @@ def test_a_node_left_cordoned_by_a_stopped_run_is_uncordoned(tmp_path):
     assert f"annotate node w2 {upgrade.DRAINED}-" in steps[0].command
 
 
+def test_a_node_an_operator_cordoned_stays_cordoned(tmp_path):
+    declared = platform_at(tmp_path, "1.34.10")
+    seen = Cluster("1.33.3", cordoned=frozenset({"w1"}))
+    steps = upgrade.plan(declared.config, {n: at("1.33.3") for n in NODES}, seen)
+    w1 = [s for s in steps if s.node == "w1"]
+    assert w1[-1].what == "Ready at v1.34.10, left cordoned as it was"
+    assert "uncordon" not in w1[-1].command and upgrade.DRAINED not in w1[2].command
+    w2 = [s for s in steps if s.node == "w2"]
+    assert "uncordon w2" in w2[-1].command and f"{upgrade.DRAINED}=yes" in w2[2].command
+
+
 def test_apply_is_pending_until_the_cluster_configuration_moves(tmp_path):
     """kubeadm and the kubelet of cp1 at the version, but `upgrade apply` never finished:
     cp1 runs it again before any other node."""
@@ -197,7 +208,9 @@ def test_what_the_nodes_say_is_read_as_versions():
         ]
     }  # fmt: skip
     text = "apiVersion: kubeadm.k8s.io/v1beta4\nkubernetesVersion: v1.33.3\n\n---\n"
-    assert upgrade.parse_cluster(text + json.dumps(nodes)) == Cluster("1.33.3", frozenset({"w1"}))
+    assert upgrade.parse_cluster(text + json.dumps(nodes)) == Cluster(
+        "1.33.3", drained=frozenset({"w1"}), cordoned=frozenset({"w2"})
+    )
 
 
 def cluster_answers(kubelet="1.33.3", cluster="1.33.3", dead=(), failing=None):
