@@ -204,6 +204,35 @@ def test_losing_a_control_plane_keeps_the_api_and_kubectl_working(cluster):
     )
 
 
+def test_kubi_reaches_the_api_through_the_input_hosts_tunnel(cluster):
+    """The apply layer over kubi's own way in (kubi/kubeapi.py): an SSH tunnel to the input
+    host's API stream, an admin certificate the deployer signs. Applied twice, the second
+    changes nothing; pruned, it is gone; the audit names kubi."""
+    from kubi import apply, kubeapi
+
+    state, _, _ = cluster
+    declared = load(ROOT / "inventories" / "lab.py")
+    config_map = {
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "kubi-tunnel-probe", "namespace": "default"},
+        "data": {"proof": "yes"},
+    }  # fmt: skip
+    owner = {"component": "tunnel-probe", "platform": declared.config.name}
+    with kubeapi.connected(declared) as api:
+        first = apply.apply(api, [config_map], **owner)
+        again = apply.apply(api, [config_map], **owner)
+        whoami = api.request("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                             body={"apiVersion": "authentication.k8s.io/v1",
+                                   "kind": "SelfSubjectReview"})  # fmt: skip
+        pruned = apply.prune(api, [], kinds=[("v1", "ConfigMap")], **owner)
+    assert first.actions == {"ConfigMap default/kubi-tunnel-probe": "created"}
+    assert again.actions == {"ConfigMap default/kubi-tunnel-probe": "unchanged"}
+    assert whoami.status.userInfo.username == "kubi"
+    assert "kubeadm:cluster-admins" in whoami.status.userInfo.groups
+    assert pruned == ["ConfigMap default/kubi-tunnel-probe"]
+    assert "kubi-tunnel-probe" not in _kubectl(state, "get configmaps -o name")
+
+
 def _kubi_check() -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(BIN / "kubi"), "check", "--inventory", "inventories/lab.py"],

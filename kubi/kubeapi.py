@@ -1,0 +1,131 @@
+"""The Kubernetes API as kubi reaches it from the deployer: through an SSH tunnel to the
+input host's local API stream (the cockpit's `api_port` on its 127.0.0.1), never through
+an exposed API, with a short-lived admin certificate signed by the deployer's cluster CA.
+
+    with kubeapi.connected(declared) as api:      # a kubernetes DynamicClient
+        kubi.apply.apply(api, objects, component="dashboard", platform=declared.config.name)
+
+The certificate names user `kubi` in kubeadm's `kubeadm:cluster-admins` group (bound to
+cluster-admin by kubeadm init since 1.29), not `system:masters`, which no RBAC can take
+back. It lives one hour, its key is made for this connection alone, and both exist on
+disk only while connected, 0600 in a 0700 folder that is removed afterwards. The API
+server's certificate is checked against the cluster CA: it names 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from kubi.cluster_pki import ClusterCa, cluster_pki
+from kubi.secrets import for_platform
+
+USER = "kubi"
+GROUP = "kubeadm:cluster-admins"
+LIFETIME = dt.timedelta(hours=1)
+
+
+def admin_certificate(ca: ClusterCa, now: dt.datetime | None = None) -> tuple[bytes, bytes]:
+    """(certificate PEM, key PEM) of kubi's admin, signed by the cluster CA, valid an hour
+    (from five minutes before `now`, for clocks a little apart)."""
+    now = now or dt.datetime.now(dt.UTC)
+    key = ec.generate_private_key(ec.SECP256R1())
+    ca_cert = x509.load_pem_x509_certificate(ca.cert.encode())
+    ca_key = serialization.load_pem_private_key(ca.key.encode(), password=None)
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, GROUP),
+            x509.NameAttribute(NameOID.COMMON_NAME, USER),
+        ]
+    )
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + LIFETIME)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_encipherment=False,
+                content_commitment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )  # fmt: skip
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def credentials(ca: ClusterCa) -> Iterator[Path]:
+    """A 0700 folder holding ca.crt, admin.crt and admin.key (0600) while in use."""
+    cert, key = admin_certificate(ca)
+    with tempfile.TemporaryDirectory(prefix="kubi-api-") as folder:  # made 0700
+        path = Path(folder)
+        for name, data in (("ca.crt", ca.cert.encode()), ("admin.crt", cert), ("admin.key", key)):
+            target = path / name
+            target.touch(mode=0o600)
+            target.write_bytes(data)
+        yield path
+
+
+@contextmanager
+def connected(declared, connect: Callable[[str, dict], Any] | None = None) -> Iterator[Any]:
+    """A DynamicClient of the platform's API, through the first input host's API stream."""
+    from kubernetes import client
+
+    from kubi import apply
+    from kubi.ssh import SshHost
+
+    platform = declared.config
+    entry = platform.role("input")[0]
+    pki = cluster_pki(for_platform(platform))
+    port = _free_port()
+    with (
+        (connect or SshHost)(entry.name, declared.host_data(entry.name)) as ssh,
+        ssh.connection.forward_local(
+            local_port=port,
+            remote_port=platform.cockpit.api_port,
+            remote_host="127.0.0.1",
+            local_host="127.0.0.1",
+        ),
+        credentials(pki.ca) as folder,
+    ):
+        config = client.Configuration(host=f"https://127.0.0.1:{port}")
+        config.ssl_ca_cert = str(folder / "ca.crt")
+        config.cert_file = str(folder / "admin.crt")
+        config.key_file = str(folder / "admin.key")
+        with client.ApiClient(config) as api_client:
+            yield apply.dynamic_client(api_client)
