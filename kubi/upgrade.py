@@ -115,7 +115,8 @@ def parse_node_versions(output: str) -> NodeVersions:
 def parse_cluster(output: str) -> Cluster:
     configuration, _, nodes = output.partition("\n---\n")
     version = str(yaml.safe_load(configuration)["kubernetesVersion"]).lstrip("v")
-    drained, cordoned = set(), set()
+    drained: set[str] = set()
+    cordoned: set[str] = set()
     for item in json.loads(nodes)["items"]:
         if item.get("spec", {}).get("unschedulable"):
             ours = DRAINED in item["metadata"].get("annotations", {})

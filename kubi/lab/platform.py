@@ -166,7 +166,9 @@ def platform_description(state: LabState, log: Log = _to_stderr) -> dict:
         # Debian's containerd (1.6): Docker's repository is not reachable from the lab, and
         # the lab's binaries are 1.33, which it runs.
         "containerd": {
-            "source": "debian", "cgroup_driver": "cgroupfs", "restrict_oom_score_adj": True,
+            "source": "debian",
+            "cgroup_driver": "cgroupfs",
+            "restrict_oom_score_adj": True,
         },
     }
     _kubernetes_settings(description, log)
