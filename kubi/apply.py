@@ -306,11 +306,13 @@ def prune(
     component: str,
     platform: str,
     kinds: Iterable[tuple[str, str]],
+    dry_run: bool = False,
 ) -> list[str]:
     """Delete the objects of `kinds` ((apiVersion, kind) pairs the component may own) that
     carry this component's and platform's labels and are not in `keep` (what was just
     rendered); returns them as 'Kind namespace/name'. Objects without all three labels are
-    never touched. Custom resources go before their CRDs, Namespaces last."""
+    never touched. Custom resources go before their CRDs, Namespaces last. A dry run
+    deletes nothing and returns what it would delete."""
     wanted = labels(component, platform)
     selector = ",".join(f"{key}={value}" for key, value in wanted.items())
     kept = {_identity(obj) for obj in keep}
@@ -329,6 +331,9 @@ def prune(
     deleted = []
     for resource, item in sorted(doomed, key=lambda pair: _rank(pair[1]), reverse=True):
         what = describe(item)
+        if dry_run:
+            deleted.append(what)
+            continue
         with _about(f"deleting {what}"):
             try:
                 api.delete(resource, name=item["metadata"]["name"],

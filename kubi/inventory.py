@@ -95,12 +95,17 @@ def declare(inventory_file: str | None = None, **description: Any) -> DeclaredPl
 
 def current() -> Platform:
     """The platform of the inventory this run loaded (for deploy code)."""
+    return declared().config
+
+
+def declared() -> DeclaredPlatform:
+    """The platform of this run with its hosts' connection data (for kubi's own SSH)."""
     if _current is None:
         raise RuntimeError(
             "no kubi platform is declared: run the deploy with a kubi inventory, "
             "e.g. `pyinfra inventories/lab.py deploys/seed.py`"
         )
-    return _current.config
+    return _current
 
 
 def load(inventory_file: str | Path) -> DeclaredPlatform:

@@ -468,3 +468,50 @@ def registry_image(ref: str, repository: str, present: bool, archive: str | None
         f"trap 'rm -f {staged}' EXIT; skopeo copy --quiet --preserve-digests "
         f"--dest-tls-verify=false {shlex.quote('oci-archive:' + staged)} {dest}"
     )
+
+
+@operation(is_idempotent=True)
+def cluster_objects(
+    component: str,
+    objects: list[dict],
+    kinds: list[tuple[str, str]],
+    timeout: float = 300.0,
+):
+    """A component's objects in the cluster, the way of kubi/apply.py: planned by a
+    server-side dry run through kubi's tunnel (kubi/kubeapi.py), so pyinfra shows what would
+    change before it asks, and a converged component plans nothing; executed as apply,
+    prune of what the component no longer renders (of `kinds`), and the bounded wait.
+
+    + component: the owner label of every object (kubi's component name)
+    + objects: the rendered objects (dicts)
+    + kinds: (apiVersion, kind) of every kind the component may own, for the prune
+    """
+    from pyinfra import logger
+    from pyinfra.api import FunctionCommand
+
+    from kubi import apply, kubeapi
+    from kubi.inventory import declared
+
+    platform = declared()
+    name = platform.config.name
+    with kubeapi.connected(platform) as api:
+        planned = apply.apply(api, objects, component=component, platform=name, dry_run=True)
+        doomed = apply.prune(
+            api, objects, component=component, platform=name, kinds=kinds, dry_run=True
+        )
+    changes = [a for a in planned.objects if a.action != "unchanged"]
+    if not changes and not doomed:
+        host.noop(f"{component}: {len(planned.objects)} objects as rendered")
+        return
+    for change in changes:  # what pyinfra's confirmation will be about
+        logger.info(f"{host.name}: {component}: {change}\n{change.diff.rstrip()}")
+    for gone in doomed:
+        logger.info(f"{host.name}: {component}: {gone}: pruned (no longer rendered)")
+
+    def converge() -> None:
+        with kubeapi.connected(platform) as api:
+            apply.apply(api, objects, component=component, platform=name)
+            apply.prune(api, objects, component=component, platform=name, kinds=kinds)
+            apply.wait_ready(api, objects, timeout)
+
+    yield FunctionCommand(converge, (), {})

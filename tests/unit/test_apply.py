@@ -207,7 +207,11 @@ def test_prune_deletes_exactly_what_was_dropped(api, apiserver, ns):
     unlabelled = config_map(ns, "by-hand", a="1")
     client.CoreV1Api(apiserver.api_client()).create_namespaced_config_map(ns, unlabelled)
 
-    deleted = apply.prune(api, [namespace(ns), kept], component="web", platform=ns, kinds=kinds)
+    keep = [namespace(ns), kept]
+    planned = apply.prune(api, keep, component="web", platform=ns, kinds=kinds, dry_run=True)
+    assert planned == [f"ConfigMap {ns}/dropped"]
+    assert live(api, dropped) is not None  # a dry run deletes nothing
+    deleted = apply.prune(api, keep, component="web", platform=ns, kinds=kinds)
 
     assert deleted == [f"ConfigMap {ns}/dropped"]
     assert live(api, dropped) is None
