@@ -90,6 +90,17 @@ def platform_ca(secrets: Secrets, platform_name: str, domain: str) -> tuple[str,
     return secrets.read("ca.crt"), secrets.read("ca.key")
 
 
+def key_usage(
+    *, digital_signature: bool = False, key_cert_sign: bool = False, crl_sign: bool = False
+) -> x509.KeyUsage:
+    """A KeyUsage extension with only the named uses."""
+    return x509.KeyUsage(
+        digital_signature=digital_signature, content_commitment=False, key_encipherment=False,
+        data_encipherment=False, key_agreement=False, key_cert_sign=key_cert_sign,
+        crl_sign=crl_sign, encipher_only=False, decipher_only=False,
+    )  # fmt: skip
+
+
 def self_signed_ca(
     key: CertificateIssuerPrivateKeyTypes,
     name: x509.Name,
@@ -112,19 +123,9 @@ def self_signed_ca(
         .not_valid_after(now + dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=digital_signature,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
+            key_usage(digital_signature=digital_signature, key_cert_sign=True, crl_sign=True),
             critical=True,
-        )  # fmt: skip
+        )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
     )
     for extension in extra:
