@@ -59,11 +59,11 @@ class KubernetesSettings(Section):
         description="the nodes are containers (the lab): the kubelet tolerates the "
         "machine's swap and kube-proxy leaves conntrack's size alone",
     )
-    pod_network: Literal["calico", "bridge"] = Field(
-        "calico",
-        description="the pod network: calico (production), or bridge: each node's pods on "
-        "a bridge with routes to the other nodes, for nodes on one L2 network that cannot "
-        "pull Calico's images (the lab)",
+    pod_network: Literal["cilium", "bridge"] = Field(
+        "cilium",
+        description="the pod network: cilium (production, kubi/cilium.py), or bridge: each "
+        "node's pods on a bridge with routes to the other nodes, for nodes on one L2 network "
+        "that cannot pull Cilium's images (the lab)",
     )
     ignore_preflight_errors: list[PreflightCheck] = Field(
         default_factory=list,

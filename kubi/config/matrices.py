@@ -215,6 +215,46 @@ def log_stack() -> LogStackMatrix:
     return load("log_stack", LogStackMatrix)
 
 
+# --- upstream charts ---------------------------------------------------------------------
+
+
+ChartDigest = Annotated[
+    StrictStr, AfterValidator(full(r"[0-9a-f]{64}", "must be a sha256: 64 lower-case hex digits"))
+]
+ChartRepository = Annotated[
+    StrictStr,
+    AfterValidator(
+        full(r"https://[a-z0-9.-]+(/[A-Za-z0-9._/-]*)?/", "must be a https:// URL ending in '/'")
+    ),
+]
+ChartName = Annotated[StrictStr, AfterValidator(full(r"[a-z][a-z0-9-]{0,52}", "must be a name"))]
+
+
+class UpstreamChart(Section):
+    """One upstream Helm chart kubi installs: pinned by version and by the sha256 of its
+    archive as the repository's index.yaml records it, with the Kubernetes minors upstream
+    tests that release on."""
+
+    repository: ChartRepository
+    version: Version
+    digest: ChartDigest
+    kubernetes: SeriesRange
+
+
+class UpstreamCharts(Section):
+    chart: dict[ChartName, UpstreamChart]
+
+
+@cache
+def upstream_charts() -> UpstreamCharts:
+    """The upstream charts kubi installs (kubi/config/upstream_charts.toml)."""
+    return load("upstream_charts", UpstreamCharts)
+
+
+def upstream_chart(name: str) -> UpstreamChart:
+    return upstream_charts().chart[name]
+
+
 class SystemAccounts(Section):
     """Names a person may never take, by where they come from."""
 

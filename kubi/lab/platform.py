@@ -114,7 +114,7 @@ def _kubernetes_settings(description: dict, log: Log) -> None:
         # No CoreDNS image can be made here (docs/lab.md); the nodes are containers.
         "coredns": False,
         "nodes_are_containers": True,
-        # No Calico image either: the nodes share the lab bridge, so pods are routed there.
+        # No Cilium image either: the nodes share the lab bridge, so pods are routed there.
         "pod_network": "bridge",
         "kubeadm_patches": str(kubernetes.patches_dir()),
         # Binaries built with a Go whose URL parser refuses kubeadm's probe URL
