@@ -166,6 +166,14 @@ COMPONENTS: tuple[Component, ...] = (
         needs=("containerd", "api_proxy"),
     ),
     Component(
+        "cilium",
+        "Cilium, the pod network, from its pinned upstream chart, applied through kubi's "
+        "tunnel to the API (with kubernetes.pod_network: cilium)",
+        roles=("input",),
+        settings="cilium",
+        needs=("kubernetes", "cockpit"),
+    ),
+    Component(
         "charts",
         "the Helm chart repository, served by the registry's TLS server",
         roles=("repository",),

@@ -109,3 +109,18 @@ NO_KUBEADM = (
     "binaries outside the checkout as shared/docs/kubernetes-lab.md, section 1, says"
 )
 needs_kubeadm = pytest.mark.skipif(not os.access(KUBEADM, os.X_OK), reason=NO_KUBEADM)
+
+
+@pytest.fixture(scope="session")
+def apiserver():
+    """A real kube-apiserver and etcd on 127.0.0.1 (tests/apiserver.py), one per session
+    (per xdist worker), for the unit and plan tiers.
+
+    Skipped, like the kubeadm tests, also in CI, when the Kubernetes binaries are not built
+    on this machine."""
+    from tests import apiserver as real_apiserver  # it reads KUBERNETES_BIN from here
+
+    if not real_apiserver.available():
+        pytest.skip(real_apiserver.NO_APISERVER)
+    with real_apiserver.running() as server:
+        yield server

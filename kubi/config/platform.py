@@ -33,6 +33,7 @@ from kubi.config import errors, topology
 from kubi.config.api_proxy import ApiProxySettings
 from kubi.config.bastion import User
 from kubi.config.charts import ChartsSettings
+from kubi.config.cilium import CiliumSettings
 from kubi.config.cockpit import CockpitSettings
 from kubi.config.common import HostData, NetworkSettings, SshSettings
 from kubi.config.containerd import ContainerdSettings
@@ -96,6 +97,7 @@ class Settings(Section):
     containerd: ContainerdSettings = ContainerdSettings()
     api_proxy: ApiProxySettings = ApiProxySettings()
     kubernetes: KubernetesSettings = KubernetesSettings()
+    cilium: CiliumSettings = CiliumSettings()
     package_proxy: PackageProxySettings = PackageProxySettings()
     graylog: GraylogSettings = GraylogSettings()
 

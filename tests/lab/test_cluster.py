@@ -233,6 +233,27 @@ def test_kubi_reaches_the_api_through_the_input_hosts_tunnel(cluster):
     assert "kubi-tunnel-probe" not in _kubectl(state, "get configmaps -o name")
 
 
+def test_the_lab_api_accepts_ciliums_objects_in_a_dry_run(cluster):
+    """The production pod network where its images cannot run: Cilium's objects as kubi
+    renders them from the pinned chart pass the lab's real API server (a server-side dry
+    run through kubi's tunnel), and nothing of them is stored."""
+    from kubi import apply, cilium, kubeapi
+
+    charts = Path(os.environ.get("KUBI_LAB_CHARTS", "/var/cache/kubi-charts"))
+    if not (charts / cilium.archive_name()).is_file():
+        pytest.skip(f"no {charts / cilium.archive_name()} (KUBI_LAB_CHARTS): see docs/lab.md")
+    state, _, _ = cluster
+    declared = load(ROOT / "inventories" / "lab.py")
+    objects = cilium.render(declared.config, charts)
+    with kubeapi.connected(declared) as api:
+        result = apply.apply(
+            api, objects, component="cilium", platform=declared.config.name, dry_run=True
+        )
+    assert len(result.objects) == len(objects) > 20
+    assert {a.action for a in result.objects} == {"created"}
+    assert "cilium" not in _kubectl(state, "-n kube-system get daemonsets -o name")
+
+
 def _kubi_check() -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(BIN / "kubi"), "check", "--inventory", "inventories/lab.py"],

@@ -223,6 +223,12 @@ SAMPLES: dict[str, tuple[str, Any, str]] = {
         _section("containerd", "packages_key"),
         "field 'containerd.packages_key'",
     ),
+    "cilium.charts": (str(Path(__file__).parent), _section("cilium", "charts"), "cilium.charts"),
+    "cilium.repository": (
+        "https://charts.example.invalid/cilium/",
+        _section("cilium", "repository"),
+        "field 'cilium.repository'",
+    ),
     "images.archives": (
         str(Path(__file__).parent),
         _section("images", "archives"),
@@ -285,6 +291,7 @@ SAMPLES: dict[str, tuple[str, Any, str]] = {
 LOCAL = {
     "secrets_dir",
     "images.archives",
+    "cilium.charts",
     "kubernetes.kubeadm_patches",
     "ssh.key",
     "ssh.known_hosts_file",
@@ -559,7 +566,7 @@ def test_containerd_is_not_checked_without_kubernetes():
         description(
             versions={"kubernetes": "1.36.3"},
             containerd={"source": "debian"},
-            components={"kubernetes": False},
+            components={"kubernetes": False, "cilium": False},
         )
     )
     assert platform.containerd.source == "debian"

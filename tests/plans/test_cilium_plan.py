@@ -1,0 +1,50 @@
+"""Plans of deploys/cilium.py: Cilium's objects, once for the platform, from the input
+host, planned by a dry run against the real API server of the unit tier (kubi's tunnel
+stands aside for the fixture's direct client; it runs on the lab)."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+
+import pytest
+
+from kubi import apply
+from tests.unit.test_cilium import CHARTS, needs_chart
+
+from .harness import plan
+
+
+@pytest.fixture
+def on(description):
+    description["cilium"] = {"charts": str(CHARTS)}
+    return description
+
+
+@pytest.fixture
+def direct(apiserver, monkeypatch):
+    @contextmanager
+    def connected(declared):
+        yield apply.dynamic_client(apiserver.api_client())
+
+    monkeypatch.setattr("kubi.kubeapi.connected", connected)
+
+
+@needs_chart
+def test_planned_from_the_input_host_by_a_dry_run(on, direct, caplog):
+    caplog.set_level(logging.INFO, logger="pyinfra")
+    (line,) = plan("deploys/cilium.py", "in1", on, {})
+    assert line.startswith("Cilium 1.19.6: ") and "FunctionCommand(converge" in line
+    said = "\n".join(r.getMessage() for r in caplog.records)
+    assert "in1: cilium: DaemonSet kube-system/cilium: created" in said
+
+
+@pytest.mark.parametrize("host", ["out1", "repo1", "cp1", "w1"])
+def test_nowhere_else(on, host):
+    assert plan("deploys/cilium.py", host, on, {}) == []
+
+
+def test_left_out_with_the_bridge_pod_network(on, caplog):
+    on["kubernetes"] = {"pod_network": "bridge"}
+    assert plan("deploys/cilium.py", "in1", on, {}) == []
+    assert "cilium: kubernetes.pod_network is bridge: Cilium is left out" in caplog.text
