@@ -89,3 +89,16 @@ def changed_ops(result: subprocess.CompletedProcess) -> dict[str, list[str]]:
 
 def failed_ops(result: subprocess.CompletedProcess) -> dict[str, list[str]]:
     return _by_op(result, "error")
+
+
+def why_failed(result: subprocess.CompletedProcess) -> str:
+    """What a failed pyinfra run says of its failure: the failed operations (from --json),
+    every line of its output that reports an error, then the end of the output. The end
+    alone often shows only the operations the other hosts went on with."""
+    try:
+        failed = f"failed operations: {failed_ops(result)}\n"
+    except (ValueError, KeyError, TypeError):
+        failed = ""
+    marks = ("rror", "kubi:", "Failed", "failed", "Traceback", "stderr")
+    lines = [line for line in result.stderr.splitlines() if any(m in line for m in marks)]
+    return failed + "\n".join(lines[-60:]) + "\n...\n" + result.stderr[-2000:]

@@ -16,7 +16,7 @@ import pytest
 from kubi import kubeadm, lab
 from kubi.inventory import load
 
-from .conftest import BIN, ROOT, changed_ops, failed_ops, pyinfra
+from .conftest import BIN, ROOT, changed_ops, failed_ops, pyinfra, why_failed
 
 pytestmark = pytest.mark.lab
 
@@ -60,11 +60,11 @@ def cluster(lab_state):
         # planes and the day-2 commands (which SSH as the deploy account too) run once.
         pytest.skip("the HA cluster and its day-2 commands run in the root tier")
     before = pyinfra("--json", "-y", "deploys/all.py")  # the lab as the earlier tests left it
-    assert before.returncode == 0, before.stderr[-4000:]
+    assert before.returncode == 0, why_failed(before)
     known = {h.name for h in lab_state.hosts}
     state = lab.up(total=HOSTS, control_planes=CONTROL_PLANES, log=lambda line: None)
     grown = pyinfra("--json", "-y", "deploys/all.py")
-    assert grown.returncode == 0, grown.stderr[-4000:]
+    assert grown.returncode == 0, why_failed(grown)
     return state, grown, {h.name: h.role for h in state.hosts if h.name not in known}
 
 
@@ -98,7 +98,7 @@ def test_nodes_added_to_the_inventory_join_and_only_they(cluster):
 
 def test_a_second_run_changes_nothing(cluster):
     again = pyinfra("--json", "-y", "deploys/all.py")
-    assert again.returncode == 0, again.stderr[-4000:]
+    assert again.returncode == 0, why_failed(again)
     assert changed_ops(again) == {}
 
 
@@ -404,7 +404,7 @@ def test_the_upgrade_procedure_runs_node_by_node_on_the_real_cluster(cluster):
     unschedulable = _kubectl(state, "get nodes -o jsonpath={.items[*].spec.unschedulable}")
     assert unschedulable.strip() == ""
     again = pyinfra("--json", "-y", "deploys/all.py")
-    assert again.returncode == 0, again.stderr[-4000:]
+    assert again.returncode == 0, why_failed(again)
     assert changed_ops(again) == {}
     _until("kubi check all OK after the upgrade", lambda: _kubi_check().returncode == 0, 240)
 
@@ -431,7 +431,7 @@ def test_a_removed_worker_leaves_the_cluster_and_the_next_run_joins_it_again(clu
     assert check.returncode == 1
     assert "not a node of the cluster: run deploys/kubernetes.py" in check.stdout
     again = pyinfra("--json", "-y", "deploys/all.py")
-    assert again.returncode == 0, again.stderr[-4000:]
+    assert again.returncode == 0, why_failed(again)
     assert changed_ops(again)["kubeadm join (worker)"] == ["lab-worker2"]
     _until("kubi check all OK again", lambda: _kubi_check().returncode == 0, seconds=180)
 
@@ -464,7 +464,7 @@ def test_the_cluster_starts_again_from_an_etcd_snapshot(cluster):
     assert "configmap/kubi-restore-before" in names
     assert "configmap/kubi-restore-after" not in names
     again = pyinfra("--json", "-y", "deploys/all.py")
-    assert again.returncode == 0, again.stderr[-4000:]
+    assert again.returncode == 0, why_failed(again)
     joined = changed_ops(again)["kubeadm join --control-plane (one at a time)"]
     assert sorted(joined) == ["lab-cp2", "lab-cp3"]
     _until("kubi check all OK after the restore", lambda: _kubi_check().returncode == 0, 300)
