@@ -30,10 +30,18 @@ def cilium() -> None:
             f"cilium: kubernetes.pod_network is {cfg.kubernetes.pod_network}: Cilium is left out"
         )
         return
+    pinned = matrices.upstream_chart(kubi.cilium.CHART)
+    minor = ".".join(cfg.versions.kubernetes.split(".")[:2])
+    if minor not in pinned.kubernetes:
+        tested = pinned.kubernetes
+        logger.warning(
+            f"cilium: Cilium {pinned.version} is tested upstream on Kubernetes {tested.low} "
+            f"to {tested.high}, not {minor} (kubi/config/upstream_charts.toml)"
+        )
     objects = kubi.cilium.render(cfg, charts_folder(cfg))
     kinds = sorted({(obj["apiVersion"], obj["kind"]) for obj in objects})
     ops.cluster_objects(
-        name=f"Cilium {matrices.upstream_chart(kubi.cilium.CHART).version}",
+        name=f"Cilium {pinned.version}",
         component="cilium",
         objects=objects,
         kinds=kinds,

@@ -48,3 +48,17 @@ def test_left_out_with_the_bridge_pod_network(on, caplog):
     on["kubernetes"] = {"pod_network": "bridge"}
     assert plan("deploys/cilium.py", "in1", on, {}) == []
     assert "cilium: kubernetes.pod_network is bridge: Cilium is left out" in caplog.text
+
+
+@needs_chart
+def test_a_kubernetes_minor_upstream_does_not_test_cilium_on_is_said(on, direct, caplog):
+    on["versions"] = {"kubernetes": "1.36.3"}  # the default; Cilium 1.19 is tested to 1.35
+    plan("deploys/cilium.py", "in1", on, {})
+    assert (
+        "cilium: Cilium 1.19.6 is tested upstream on Kubernetes 1.32 to 1.35, not 1.36 "
+        "(kubi/config/upstream_charts.toml)" in caplog.text
+    )
+    caplog.clear()
+    on["versions"] = {"kubernetes": "1.35.7"}
+    plan("deploys/cilium.py", "in1", on, {})
+    assert "is tested upstream" not in caplog.text
