@@ -38,7 +38,11 @@ def cilium() -> None:
             f"cilium: Cilium {pinned.version} is tested upstream on Kubernetes {tested.low} "
             f"to {tested.high}, not {minor} (kubi/config/upstream_charts.toml)"
         )
-    objects = kubi.cilium.render(cfg, charts_folder(cfg))
+    try:
+        objects = kubi.cilium.render(cfg, charts_folder(cfg))
+    except (helm.HelmError, kubi.cilium.CiliumError) as problem:  # a download, a digest
+        logger.error(f"cilium: {problem}")
+        raise SystemExit(1) from None
     kinds = sorted({(obj["apiVersion"], obj["kind"]) for obj in objects})
     ops.cluster_objects(
         name=f"Cilium {pinned.version}",

@@ -56,6 +56,19 @@ def checked_archive(folder: Path) -> Path:
     return path
 
 
+def check_chart(platform: Platform) -> list[str]:
+    """A config problem when `cilium.charts` is given without the pinned archive in it: said
+    before anything changes, like every other input of the config."""
+    folder = platform.cilium.charts
+    if folder is None or not platform.enabled("cilium"):
+        return []
+    try:
+        checked_archive(folder)
+    except CiliumError as problem:
+        return [f"cilium.charts: {problem}"]
+    return []
+
+
 def values(platform: Platform) -> dict[str, Any]:
     host, _, port = platform.api_endpoint.rpartition(":")
     nodes = [h for h in platform.hosts if h.is_kubernetes_node]

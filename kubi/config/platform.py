@@ -276,11 +276,13 @@ def _validate(raw: dict[str, Any], source: str, notices: bool) -> Platform:
         platform = _build(desc)
         problems += topology.check_hosts(platform)
         if not problems:
-            from kubi.containerd import check_support  # they read the built platform
+            from kubi.cilium import check_chart  # they read the built platform
+            from kubi.containerd import check_support
             from kubi.images import check_archives
 
             problems += check_support(platform)
             problems += check_archives(platform)
+            problems += check_chart(platform)
         if not problems:
             notice = kubernetes_end_of_life(platform.versions.kubernetes)
             if notice and notices:

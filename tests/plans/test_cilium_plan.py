@@ -10,6 +10,7 @@ from contextlib import contextmanager
 import pytest
 
 from kubi import apply
+from kubi.config.errors import ConfigError
 from tests.unit.test_cilium import CHARTS, needs_chart
 
 from .harness import plan
@@ -62,3 +63,13 @@ def test_a_kubernetes_minor_upstream_does_not_test_cilium_on_is_said(on, direct,
     on["versions"] = {"kubernetes": "1.35.7"}
     plan("deploys/cilium.py", "in1", on, {})
     assert "is tested upstream" not in caplog.text
+
+
+def test_a_charts_folder_without_the_pinned_archive_is_a_config_error(on, tmp_path):
+    on["cilium"] = {"charts": str(tmp_path)}
+    with pytest.raises(ConfigError) as refused:
+        plan("deploys/cilium.py", "in1", on, {})
+    assert refused.value.problems == [
+        f"cilium.charts: no {tmp_path}/cilium-1.19.6.tgz: put the chart archive there "
+        "(https://helm.cilium.io/cilium-1.19.6.tgz)"
+    ]

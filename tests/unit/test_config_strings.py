@@ -71,6 +71,12 @@ def _section(section: str, field: str):
     return lambda d, v: d.setdefault(section, {}).__setitem__(field, v)
 
 
+def _charts_folder(d, v):
+    """cilium.charts, with the component off: its pinned archive is checked only when on."""
+    _section("cilium", "charts")(d, v)
+    d.setdefault("components", {})["cilium"] = False
+
+
 def _nested(section: str, sub: str, field: str):
     return lambda d, v: d.setdefault(section, {}).setdefault(sub, {}).__setitem__(field, v)
 
@@ -223,7 +229,7 @@ SAMPLES: dict[str, tuple[str, Any, str]] = {
         _section("containerd", "packages_key"),
         "field 'containerd.packages_key'",
     ),
-    "cilium.charts": (str(Path(__file__).parent), _section("cilium", "charts"), "cilium.charts"),
+    "cilium.charts": (str(Path(__file__).parent), _charts_folder, "cilium.charts"),
     "cilium.repository": (
         "https://charts.example.invalid/cilium/",
         _section("cilium", "repository"),
