@@ -124,3 +124,20 @@ def apiserver():
         pytest.skip(real_apiserver.NO_APISERVER)
     with real_apiserver.running() as server:
         yield server
+
+
+@pytest.fixture
+def direct(apiserver, monkeypatch):
+    """kubi's way into the API (kubeapi.connected), answered by the `apiserver` fixture's
+    direct client instead of a tunnel through an input host (the lab runs the tunnel).
+    Returns a client of the same server, for the test's own checks."""
+    from contextlib import contextmanager
+
+    from kubi import apply
+
+    @contextmanager
+    def connected(declared):
+        yield apply.dynamic_client(apiserver.api_client())
+
+    monkeypatch.setattr("kubi.kubeapi.connected", connected)
+    return apply.dynamic_client(apiserver.api_client())

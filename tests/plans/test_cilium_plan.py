@@ -5,11 +5,9 @@ stands aside for the fixture's direct client; it runs on the lab)."""
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
 
 import pytest
 
-from kubi import apply
 from kubi.config.errors import ConfigError
 from tests.unit.test_cilium import CHARTS, needs_chart
 
@@ -20,15 +18,6 @@ from .harness import plan
 def on(description):
     description["cilium"] = {"charts": str(CHARTS)}
     return description
-
-
-@pytest.fixture
-def direct(apiserver, monkeypatch):
-    @contextmanager
-    def connected(declared):
-        yield apply.dynamic_client(apiserver.api_client())
-
-    monkeypatch.setattr("kubi.kubeapi.connected", connected)
 
 
 @needs_chart

@@ -6,29 +6,16 @@ component plans nothing), and its one command applies, prunes and waits. kubi's 
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
 
 import pytest
 from pyinfra.api import FunctionCommand
 from pyinfra.context import ctx_host, ctx_state
 
-from kubi import apply, ops
+from kubi import ops
 from tests.plans.conftest import DESCRIPTION
 from tests.plans.harness import _prepared
 
 KINDS = [("v1", "ConfigMap"), ("v1", "Namespace")]
-
-
-@pytest.fixture
-def direct(apiserver, monkeypatch):
-    """kubeapi.connected, answered by the fixture's API server."""
-
-    @contextmanager
-    def connected(declared):
-        yield apply.dynamic_client(apiserver.api_client())
-
-    monkeypatch.setattr("kubi.kubeapi.connected", connected)
-    return apply.dynamic_client(apiserver.api_client())
 
 
 def objects(namespace: str, **data: str) -> list[dict]:
