@@ -6,14 +6,11 @@ from datetime import UTC, datetime
 
 from pyinfra.api import FactBase
 
-from kubi import aptsource
+from kubi import aptsource, kubeadm
 
-_KUBEADM_STATE = r"""
-# Done: the kubelet uses its own rotated client certificate (written by kubeadm init's last
-# kubelet phase, or by the kubelet once its join's TLS bootstrap succeeded). Anything of
-# kubeadm's short of that is an init or join that did not finish.
-if grep -qs kubelet-client-current.pem /etc/kubernetes/kubelet.conf; then echo joined=yes
-else
+_KUBEADM_STATE = (
+    f"\nif {kubeadm.JOINED}; then echo joined=yes\n"  # else: what an unfinished one left
+    + r"""else
   for left in /etc/kubernetes/kubelet.conf /etc/kubernetes/bootstrap-kubelet.conf \
       /var/lib/etcd/member /etc/kubernetes/manifests/*.yaml; do
     [ -e "$left" ] && { echo "partial=$left"; break; }
@@ -28,6 +25,7 @@ if [ -s /etc/kubernetes/pki/apiserver.crt ]; then
     -in /etc/kubernetes/pki/apiserver.crt 2>/dev/null | tail -n +2 | tr -d ' ')"
 fi
 """
+)
 
 
 class KubernetesNodeState(FactBase):

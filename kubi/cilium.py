@@ -86,14 +86,3 @@ def values(platform: Platform) -> dict[str, Any]:
 def render(platform: Platform, folder: Path) -> list[dict[str, Any]]:
     """Cilium's objects for `platform`, from the pinned chart archive in `folder`."""
     return helm.template(checked_archive(folder), values(platform), RELEASE, NAMESPACE)
-
-
-def images(objects: list[dict[str, Any]]) -> list[str]:
-    """Every image the objects' pods run, in order, once each."""
-    found: list[str] = []
-    for obj in objects:
-        spec = (obj.get("spec") or {}).get("template", {}).get("spec", {})
-        for container in spec.get("initContainers", []) + spec.get("containers", []):
-            if container["image"] not in found:
-                found.append(container["image"])
-    return found

@@ -61,13 +61,19 @@ NODE_CLEANUP = (
 )
 
 
+def drain_node(node: str, seconds: int) -> str:
+    """kubectl that drains `node` (shell-quoted): every pod but the DaemonSets' goes, its
+    emptyDir data with it, within `seconds`."""
+    return (
+        f"{KUBECTL} drain {node} --ignore-daemonsets --delete-emptydir-data --force "
+        f"--timeout={seconds}s"
+    )
+
+
 def drain_command(name: str) -> str:
     """Drain `name` unless the cluster has no such node (already removed)."""
     node = shlex.quote(name)
-    return (
-        f"if {KUBECTL} get node {node} >/dev/null 2>&1; then {KUBECTL} drain {node} "
-        "--ignore-daemonsets --delete-emptydir-data --force --timeout=180s; fi"
-    )
+    return f"if {KUBECTL} get node {node} >/dev/null 2>&1; then {drain_node(node, 180)}; fi"
 
 
 def remove_node(

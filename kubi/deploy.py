@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-import shlex
 import time
 import weakref
 from collections.abc import Callable
@@ -163,16 +162,9 @@ def vendor_packages(
                 name=f"repository {source.name} reachable",
                 commands=[aptsource.repository_check_command(source, mirror, proxy)],
             )
-    environment = f"{env} {ops.APT_ENV}".strip()
-    words = " ".join(shlex.quote(package) for package in missing)
     server.shell(
         name=f"{subject} packages {' '.join(missing)}",
-        commands=[
-            ops.apt_explained(
-                f"{ops.REPAIR_DPKG} && {environment} apt-get -q update && "
-                f"{environment} apt-get {ops.APT_OPTS} install {words}"
-            )
-        ],
+        commands=[ops.apt_install(missing, env=env)],
     )
 
 

@@ -48,6 +48,11 @@ UNDO = (
     f"--cert-dir {KEPT_PKI}"
 )
 
+# Shell test: kubeadm's init or join finished here. The kubelet then uses its own rotated
+# client certificate (written by kubeadm init's last kubelet phase, or by the kubelet once
+# its join's TLS bootstrap succeeded); anything of kubeadm's short of that did not finish.
+JOINED = "grep -qs kubelet-client-current.pem /etc/kubernetes/kubelet.conf"
+
 PARTS = {
     "init": "first control plane (kubeadm init)",
     "join-control-plane": "control plane (kubeadm join --control-plane)",
@@ -139,13 +144,22 @@ def refresh_join(token_id: str) -> str:
     )
 
 
+def until(test: str, said: str, seconds: int) -> str:
+    """Shell that runs `test` every 3 s until it succeeds, or fails after `seconds` saying
+    `said` (one line). One braced command: `a && <this> && b` keeps its meaning."""
+    return (
+        f"{{ i=0; until {test}; do i=$((i+3)); "
+        f"[ $i -lt {seconds} ] || {{ echo {shlex.quote(said)} >&2; exit 1; }}; sleep 3; done; }}"
+    )
+
+
 def wait_local(url: str, what: str, seconds: int = 180, ca: str | None = None) -> str:
     """Shell that waits for `url` on this node to answer, or fails with one line."""
-    said = shlex.quote(f"{what} here did not answer {url} within {seconds} s")
     trust = f"--cacert {ca}" if ca else "-k"  # -k: a self-signed serving certificate
-    return (  # one braced command: `a && <this> && b` keeps its meaning
-        f"{{ i=0; until curl -sf --max-time 3 {trust} {url} >/dev/null; do i=$((i+3)); "
-        f"[ $i -lt {seconds} ] || {{ echo {said} >&2; exit 1; }}; sleep 3; done; }}"
+    return until(
+        f"curl -sf --max-time 3 {trust} {url} >/dev/null",
+        f"{what} here did not answer {url} within {seconds} s",
+        seconds,
     )
 
 

@@ -249,12 +249,20 @@ def packages(names: list[str], update: bool = True):
     installed = host.get_fact(DebPackages)
     missing = [name for name in names if name not in installed]
     if missing:
-        words = " ".join(shlex.quote(name) for name in missing)
-        install = f"{APT_ENV} apt-get {APT_OPTS} install {words}"
-        yield apt_explained(
-            f"{REPAIR_DPKG} && "
-            + (f"{APT_ENV} apt-get -q update && {install}" if update else install)
-        )
+        yield apt_install(missing, update)
+
+
+def apt_install(names: list[str] | tuple[str, ...], update: bool = True, env: str = "") -> str:
+    """Shell that installs `names` with apt (after a dpkg repair, and a refresh of the
+    package lists unless `update` is false), said in one line when apt cannot connect.
+    `env`: extra environment of apt (``NAME=value`` words)."""
+    environment = f"{env} {APT_ENV}".strip()
+    words = " ".join(shlex.quote(name) for name in names)
+    install = f"{environment} apt-get {APT_OPTS} install {words}"
+    return apt_explained(
+        f"{REPAIR_DPKG} && "
+        + (f"{environment} apt-get -q update && {install}" if update else install)
+    )
 
 
 @operation()

@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 
 from kubi import aptsource, kubeadm, kubernetes, ops
-from kubi.cluster_ops import KUBECTL, ClusterOpError
+from kubi.cluster_ops import KUBECTL, ClusterOpError, drain_node
 from kubi.config import Host, Platform
 
 # Set on a node kubi drained for the upgrade, so that a run stopped before the uncordon
@@ -89,7 +89,7 @@ def parse_version(text: str) -> tuple[int, int, int]:
 NODE_VERSIONS = (
     "printf 'kubeadm=%s\\n' \"$(kubeadm version -o short 2>/dev/null)\"; "
     "printf 'kubelet=%s\\n' \"$(kubelet --version 2>/dev/null)\"; "
-    "grep -qs kubelet-client-current.pem /etc/kubernetes/kubelet.conf && echo joined=yes; true"
+    f"{kubeadm.JOINED} && echo joined=yes; true"
 )
 CLUSTER_STATE = (
     f"{KUBECTL} -n kube-system get configmap kubeadm-config "
@@ -306,10 +306,7 @@ def packages(platform: Platform, node: Host, names: tuple[str, ...]) -> str:
         f"{{ {aptsource.repository_check_command(staged, mirror, proxy)} || "
         f"{{ rm -f {listed}.kubi-new; exit 1; }}; }} && mv -f {listed}.kubi-new {listed} && "
         f"{_write(kubernetes.PREFERENCES_PATH, aptsource.apt_preferences([source]))} && "
-        + ops.apt_explained(
-            f"{ops.REPAIR_DPKG} && {ops.APT_ENV} apt-get -q update && "
-            f"{ops.APT_ENV} apt-get {ops.APT_OPTS} install {' '.join(names)}"
-        )
+        + ops.apt_install(names)
         + f' && {{ [ "$({asked})" = {shlex.quote(expected)} ] || {{ echo {said} >&2; exit 1; }}; }}'
     )
 
@@ -318,11 +315,7 @@ def drain(name: str, mark: bool = True) -> str:
     """Shell: drain the node; `mark` it as kubi's to uncordon (not one an operator cordoned)."""
     node = shlex.quote(name)
     annotate = f"{KUBECTL} annotate node {node} {DRAINED}=yes --overwrite >/dev/null && "
-    return (
-        (annotate if mark else "")
-        + f"{KUBECTL} drain {node} --ignore-daemonsets --delete-emptydir-data --force "
-        "--timeout=300s >/dev/null"
-    )
+    return (annotate if mark else "") + f"{drain_node(node, 300)} >/dev/null"
 
 
 def ready(name: str, target: str, seconds: int = 180, then_uncordon: bool = True) -> str:
@@ -331,12 +324,10 @@ def ready(name: str, target: str, seconds: int = 180, then_uncordon: bool = True
     jsonpath = shlex.quote(
         '{.status.nodeInfo.kubeletVersion} {.status.conditions[?(@.type=="Ready")].status}'
     )
-    said = shlex.quote(f"kubi: {name} was not Ready at v{target} within {seconds} s")
-    return (
-        f'{{ i=0; until [ "$({KUBECTL} get node {node} -o jsonpath={jsonpath})" = '
-        f"'v{target} True' ]; do i=$((i+3)); [ $i -lt {seconds} ] || "
-        f"{{ echo {said} >&2; exit 1; }}; sleep 3; done; }}"
-        + (f" && {uncordon(name)}" if then_uncordon else "")
+    reported = f"[ \"$({KUBECTL} get node {node} -o jsonpath={jsonpath})\" = 'v{target} True' ]"
+    said = f"kubi: {name} was not Ready at v{target} within {seconds} s"
+    return kubeadm.until(reported, said, seconds) + (
+        f" && {uncordon(name)}" if then_uncordon else ""
     )
 
 
