@@ -81,7 +81,7 @@ def seed() -> None:
             name="finish the work of an interrupted dpkg (dpkg --configure -a)",
             commands=[
                 f"{ops.APT_ENV} dpkg --configure -a --force-confdef --force-confold",
-                f"{ops.APT_ENV} apt-get {ops.APT_OPTS} --fix-broken install",
+                ops.apt_get(f"{ops.APT_OPTS} --fix-broken install"),
             ],
         )
     upgrade = ops.system_upgrade(

@@ -36,6 +36,18 @@ import urllib.parse
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
 
+APT_ENV = "DEBIAN_FRONTEND=noninteractive"
+# Keep the admin's edits of conffiles, take the package's default for new ones; never prompt;
+# wait (bounded) for dpkg's lock when another apt or dpkg is at work.
+APT_OPTS = (
+    "-q -y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "
+    "-o DPkg::Lock::Timeout=300"
+)
+# apt-get exits at once with "Could not get lock" while another apt holds the package lists
+# or the download cache (apt-daily at a host's boot, an admin's apt), and DPkg::Lock::Timeout
+# only covers dpkg's own lock: `apt_get` tries again every 2 s, for up to 5 minutes.
+APT_LOCK_TRIES = 150
+
 KEYRINGS_DIR = "/etc/apt/keyrings"
 SOURCES_DIR = "/etc/apt/sources.list.d"
 # Download a key again when no signing key of it stays valid this much longer.
@@ -238,6 +250,19 @@ def key_install_command(source: AptSource, mirror: str | None, proxy: str | None
     )
 
 
+def apt_get(arguments: str, env: str = "") -> str:
+    """Shell running ``apt-get <arguments>`` (already quoted) that waits while another apt
+    holds a lock it needs (`APT_LOCK_TRIES`); apt's output goes to stdout on success and
+    to stderr on failure. `env`: extra environment (``NAME=value`` words)."""
+    command = f"{env} {APT_ENV} apt-get {arguments}".strip()
+    return (
+        f"{{ ( i=0; while :; do o=$({command} 2>&1) && {{ printf '%s\\n' \"$o\"; exit 0; }}; "
+        "case $o in *'Could not get lock'*) i=$((i+1)); "
+        f"if [ $i -lt {APT_LOCK_TRIES} ]; then sleep 2; continue; fi;; esac; "
+        "printf '%s\\n' \"$o\" >&2; exit 1; done ); }"
+    )
+
+
 def repository_check_command(source: AptSource, mirror: str | None, proxy: str | None) -> str:
     """Refresh this repository's package list alone; on failure print one line naming it.
 
@@ -254,8 +279,7 @@ def repository_check_command(source: AptSource, mirror: str | None, proxy: str |
         "-o Acquire::http::Timeout=30 -o Acquire::https::Timeout=30"
     )
     return _sh(
-        "if ! out=$(DEBIAN_FRONTEND=noninteractive apt-get -q update --error-on=any "
-        f"{options} 2>&1); "
+        f"if ! out=$({apt_get(f'-q update --error-on=any {options}')} 2>&1); "
         "then reason=$(printf '%s\\n' \"$out\" | grep -m 1 '^E: ' | cut -c 4- | tr -s ' '); "
         f"printf '%s: %s; %s\\n' {shlex.quote(head)} \"${{reason:-apt-get update failed}}\" "
         f"{shlex.quote(hint)} >&2; exit 1; fi"

@@ -16,6 +16,7 @@ from pyinfra.api import FileUploadCommand, StringCommand, operation
 from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import FileContents
 
+from kubi.aptsource import APT_ENV, APT_OPTS, apt_get
 from kubi.facts import ManagedFile, ServiceState, folders_guard
 
 # With a non-root deploy account pyinfra uploads over SFTP as that account, then copies
@@ -24,9 +25,6 @@ from kubi.facts import ManagedFile, ServiceState, folders_guard
 # or create the name first and change the content before the copy. kubi stages uploads in
 # this folder instead, which root makes for the deploy account alone (/run is root's).
 UPLOAD_DIR = "/run/kubi-upload"
-APT_ENV = "DEBIAN_FRONTEND=noninteractive"
-# Keep the admin's edits of conffiles, take the package's default for new ones; never prompt.
-APT_OPTS = "-q -y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold"
 # A dpkg killed mid-way (a host lost during an install) leaves its journal in updates/, and
 # every apt-get then refuses ("dpkg was interrupted"): finish that work first, as apt asks.
 # Cheap when nothing is pending (one ls), so every apt command of kubi starts with it.
@@ -256,12 +254,10 @@ def apt_install(names: list[str] | tuple[str, ...], update: bool = True, env: st
     """Shell that installs `names` with apt (after a dpkg repair, and a refresh of the
     package lists unless `update` is false), said in one line when apt cannot connect.
     `env`: extra environment of apt (``NAME=value`` words)."""
-    environment = f"{env} {APT_ENV}".strip()
     words = " ".join(shlex.quote(name) for name in names)
-    install = f"{environment} apt-get {APT_OPTS} install {words}"
+    install = apt_get(f"{APT_OPTS} install {words}", env)
     return apt_explained(
-        f"{REPAIR_DPKG} && "
-        + (f"{environment} apt-get -q update && {install}" if update else install)
+        f"{REPAIR_DPKG} && " + (f"{apt_get('-q update', env)} && {install}" if update else install)
     )
 
 
@@ -280,9 +276,9 @@ def system_upgrade(marker: str, upgrade: str, seeded: bool):
     """
     if seeded and upgrade != "always":
         return
-    steps = [REPAIR_DPKG, f"{APT_ENV} apt-get -q update"]
+    steps = [REPAIR_DPKG, apt_get("-q update")]
     if upgrade != "never":
-        steps.append(f"{APT_ENV} apt-get {APT_OPTS} dist-upgrade")
+        steps.append(apt_get(f"{APT_OPTS} dist-upgrade"))
     q = shlex.quote(marker)
     yield (
         apt_explained(" && ".join(steps)) + f" && mkdir -p $(dirname {q}) && date -u +%FT%TZ > {q}"
@@ -453,13 +449,19 @@ def registry_image(ref: str, repository: str, present: bool, archive: str | None
     if present:
         host.noop(f"{ref} is in the platform registry")
         return
+    from kubi.images import Image
     from kubi.registry import UPSTREAM  # the registry's own HTTP listener, loopback only
 
     dest = shlex.quote(f"docker://{UPSTREAM}/{repository}")
     if archive is None:
+        image = Image(ref)
+        # skopeo reads no name with both a tag and a digest: a pinned image is read by its
+        # digest, and copied unchanged (or not at all), so nodes find it by that digest.
+        source = f"{image.repository}@{image.digest}" if image.digest else ref
+        exact = " --preserve-digests" if image.digest else ""
         yield _sh(
-            f"skopeo copy --quiet --all --dest-tls-verify=false "
-            f"{shlex.quote('docker://' + ref)} {dest}"
+            f"skopeo copy --quiet --all{exact} --dest-tls-verify=false "
+            f"{shlex.quote('docker://' + source)} {dest}"
         )
         return
     staged = f"/var/tmp/kubi-image-{uuid.uuid4().hex}.tar"  # root's: 0600, removed after

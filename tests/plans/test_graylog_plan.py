@@ -190,12 +190,14 @@ def test_fresh_output_host(description, tmp_path):
     assert "apt-get -q update --error-on=any" in check
     assert "-o Dir::Etc::sourcelist=/etc/apt/sources.list.d/kubi-graylog.list" in check
     [install] = commands(lines, "log stack packages mongodb-org-server opensearch graylog-server")
+    env = "DISABLE_INSTALL_DEMO_CONFIG=true"
     assert install == ops.apt_explained(
-        f"{ops.REPAIR_DPKG} && "
-        "DISABLE_INSTALL_DEMO_CONFIG=true DEBIAN_FRONTEND=noninteractive apt-get -q update && "
-        "DISABLE_INSTALL_DEMO_CONFIG=true DEBIAN_FRONTEND=noninteractive apt-get -q -y "
-        "-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "
-        "install mongodb-org-server opensearch graylog-server"
+        f"{ops.REPAIR_DPKG} && {ops.apt_get('-q update', env)} && "
+        + ops.apt_get(
+            "-q -y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "
+            "-o DPkg::Lock::Timeout=300 install mongodb-org-server opensearch graylog-server",
+            env,
+        )
     )
     assert commands(lines, "mongod running") == [
         "systemctl enable mongod",

@@ -123,10 +123,12 @@ def test_fresh_control_plane_node(description):
     assert (
         "base packages: "
         + ops.apt_explained(
-            f"{ops.REPAIR_DPKG} && DEBIAN_FRONTEND=noninteractive apt-get -q -y "
-            "-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "
-            "install ca-certificates curl gnupg sudo chrony rsync jq "
-            "lsof conntrack socat ethtool iptables ipset"
+            f"{ops.REPAIR_DPKG} && "
+            + ops.apt_get(
+                "-q -y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "
+                "-o DPkg::Lock::Timeout=300 install ca-certificates curl gnupg sudo chrony "
+                "rsync jq lsof conntrack socat ethtool iptables ipset"
+            )
         )
         in lines
     )  # no second `apt-get update`: the first-seed upgrade just refreshed the lists
@@ -212,10 +214,11 @@ def test_new_package_on_a_seeded_host_refreshes_lists_first(description):
     assert lines == [
         "base packages: "
         + ops.apt_explained(
-            f"{ops.REPAIR_DPKG} && "
-            "DEBIAN_FRONTEND=noninteractive apt-get -q update && DEBIAN_FRONTEND="
-            "noninteractive apt-get -q -y -o Dpkg::Options::=--force-confdef "
-            "-o Dpkg::Options::=--force-confold install htop"
+            f"{ops.REPAIR_DPKG} && {ops.apt_get('-q update')} && "
+            + ops.apt_get(
+                "-q -y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "
+                "-o DPkg::Lock::Timeout=300 install htop"
+            )
         )
     ]
 
@@ -251,6 +254,8 @@ def test_an_interrupted_dpkg_is_finished_before_anything_else_apt_does(descripti
         "finish the work of an interrupted dpkg (dpkg --configure -a): "
         "DEBIAN_FRONTEND=noninteractive dpkg --configure -a --force-confdef --force-confold",
         "finish the work of an interrupted dpkg (dpkg --configure -a): "
-        "DEBIAN_FRONTEND=noninteractive apt-get -q -y -o Dpkg::Options::=--force-confdef "
-        "-o Dpkg::Options::=--force-confold --fix-broken install",
+        + ops.apt_get(
+            "-q -y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "
+            "-o DPkg::Lock::Timeout=300 --fix-broken install"
+        ),
     ]

@@ -11,6 +11,7 @@ temporary folders (APT_CONFIG) so this machine's package lists are never touched
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import shutil
 import subprocess
@@ -278,6 +279,59 @@ def test_key_from_the_mirror_keeps_only_the_pinned_key_and_apt_trusts_it(
     checked = apt(aptsource.repository_check_command(repo, mirror, None))
     assert checked.returncode == 0, checked.stderr
     assert "/mirror/repo.vendor.test/apt/dists/stable/InRelease" in vendor.requests
+
+
+def hold_apt_lock(path: Path, seconds: float) -> None:
+    """Hold apt's lock on `path` (as another apt-get would, an fcntl lock) for `seconds`."""
+    handle = path.open("w")
+    fcntl.lockf(handle, fcntl.LOCK_EX)
+
+    def release():
+        fcntl.lockf(handle, fcntl.LOCK_UN)
+        handle.close()
+
+    threading.Timer(seconds, release).start()
+
+
+@needs_tools
+def test_apt_waits_while_another_apt_holds_the_package_lists(tmp_path, keys, vendor, apt):
+    # apt-daily at a host's boot holds the lists: apt-get itself fails at once on that lock.
+    repo = vendor_source(tmp_path, keys)
+    mirror = f"{vendor.url}/mirror"
+    assert apt(aptsource.key_install_command(repo, mirror, None)).returncode == 0
+    Path(repo.sources_path).write_text(aptsource.sources_list(repo, mirror, None))
+    hold_apt_lock(tmp_path / "apt/lists/lock", 3)
+    start = time.monotonic()
+    checked = apt(aptsource.repository_check_command(repo, mirror, None))
+    assert checked.returncode == 0, checked.stderr
+    assert time.monotonic() - start >= 2.5
+    assert "/mirror/repo.vendor.test/apt/dists/stable/InRelease" in vendor.requests
+
+
+@needs_tools
+def test_apt_lock_held_too_long_fails_in_one_line_naming_the_lock(
+    tmp_path, keys, vendor, apt, monkeypatch
+):
+    monkeypatch.setattr(aptsource, "APT_LOCK_TRIES", 2)
+    repo = vendor_source(tmp_path, keys)
+    mirror = f"{vendor.url}/mirror"
+    Path(repo.sources_path).write_text(aptsource.sources_list(repo, mirror, None))
+    hold_apt_lock(tmp_path / "apt/lists/lock", 8)
+    start = time.monotonic()
+    checked = apt(aptsource.repository_check_command(repo, mirror, None))
+    assert checked.returncode == 1
+    assert 1.5 <= time.monotonic() - start < 6
+    assert checked.stderr.startswith("kubi: repository vendor (")
+    assert "Could not get lock" in checked.stderr and len(checked.stderr.splitlines()) == 1
+    assert vendor.requests == []
+
+
+@needs_tools
+def test_a_failure_other_than_a_lock_is_not_tried_again(apt):
+    start = time.monotonic()
+    result = apt(aptsource.apt_get("-q --no-such-option update"))
+    assert result.returncode == 1 and "E: " in result.stderr
+    assert time.monotonic() - start < 1.5
 
 
 @needs_tools
