@@ -11,6 +11,12 @@ For each N it re-creates the lab (fresh hosts), runs `pyinfra -y inventories/lab
 deploys/all.py` twice and prints wall-clock times with the number of SSH commands per host
 (facts + operation commands; uploads counted apart). A benchmark, not a test: it asserts
 nothing beyond both runs succeeding.
+
+    sudo .venv/bin/python bench/converge.py --hosts 10 --breakdown
+
+also prints, for each run, where its time went: pyinfra's stages, each component's plan
+(slowest host) and execution, the slowest operations and facts, and how long each host
+waited for the others (an operation ends on all hosts before the next one starts).
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import defaultdict
+from itertools import pairwise
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,6 +39,7 @@ from kubi import lab  # noqa: E402
 
 
 def converge(deploy: str) -> tuple[float, dict]:
+    """Wall time of one `pyinfra -y` run and its record (bench/counting_pyinfra.py)."""
     with tempfile.NamedTemporaryFile(suffix=".json") as counts:
         start = time.monotonic()
         result = subprocess.run(
@@ -59,13 +68,69 @@ def per_host(counter: dict) -> str:
     return f"{statistics.mean(values):.0f} ({low}-{high})" if low != high else f"{low}"
 
 
+def component_of(operation: str) -> str:
+    """``<component> | <operation>`` -> the component (pyinfra's own operations: ``-``)."""
+    return operation.split(" | ", 1)[0] if " | " in operation else "-"
+
+
+def breakdown(title: str, wall: float, record: dict, top: int = 8) -> str:
+    """Where the time of one run went, as text (see the module's docstring)."""
+    lines = [f"\n### {title}: {wall:.1f} s\n"]
+    marks = sorted(record["stages"].items(), key=lambda item: item[1]) + [("end", record["end"])]
+    lines.append(
+        "stages: "
+        + ", ".join(f"{name} {end - start:.1f} s" for (name, start), (_, end) in pairwise(marks))
+    )
+    planned: dict[str, float] = defaultdict(float)
+    for per_component in record["plan"].values():
+        for component, seconds in per_component.items():
+            planned[component] = max(planned[component], seconds)
+    executed: dict[str, float] = defaultdict(float)
+    waited: dict[str, float] = defaultdict(float)
+    operations = []
+    for op in record["ops"]:
+        if "end" not in op:
+            continue
+        took = op["end"] - op["start"]
+        executed[component_of(op["name"])] += took
+        operations.append((took, op["name"], len(op["hosts"])))
+        for host, done in op["hosts"].items():
+            waited[host] += op["end"] - done
+    lines.append("\n| component | plan (slowest host) | execute |\n|---|---|---|")
+    for component in sorted(
+        set(planned) | set(executed), key=lambda c: -(planned[c] + executed[c])
+    ):
+        lines.append(f"| {component} | {planned[component]:.1f} s | {executed[component]:.1f} s |")
+    lines.append(f"\nslowest operations (of {len(operations)}):")
+    for took, name, hosts in sorted(operations, reverse=True)[:top]:
+        lines.append(f"  {took:6.1f} s  {name} ({hosts} hosts)")
+    totals: dict[str, list[float]] = defaultdict(list)
+    for _, fact, seconds in record["facts"]:
+        totals[fact].append(seconds)
+    lines.append(f"facts while planning ({len(record['facts'])} calls), by total time:")
+    for fact, times in sorted(totals.items(), key=lambda item: -sum(item[1]))[:top]:
+        lines.append(
+            f"  {sum(times):6.1f} s  {fact}: {len(times)} calls, slowest {max(times):.2f} s"
+        )
+    if waited:
+        lines.append(
+            "waiting for the other hosts while executing: "
+            + ", ".join(f"{host} {seconds:.1f} s" for host, seconds in sorted(waited.items()))
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", type=int, action="append", help="lab sizes (default 5, 10)")
     parser.add_argument("--deploy", default="deploys/all.py")
     parser.add_argument("--control-planes", type=int, help="default: 3 from 7 hosts on, else 1")
+    parser.add_argument(
+        "--breakdown", action="store_true", help="also print where each run's time went"
+    )
     args = parser.parse_args()
     rows = []
+    reports = []
     for total in args.hosts or [5, 10]:
         lab.down(log=lambda _: None)
         start = time.monotonic()
@@ -75,6 +140,8 @@ def main() -> None:
         first, first_counts = converge(args.deploy)
         again, again_counts = converge(args.deploy)
         rows.append((total, cps, up, first, again, first_counts, again_counts))
+        reports.append(breakdown(f"{total} hosts, first converge", first, first_counts))
+        reports.append(breakdown(f"{total} hosts, no-op re-run", again, again_counts))
         print(f"N={total}: up {up:.1f}s, first {first:.1f}s, no-op {again:.1f}s", file=sys.stderr)
     lab.down(log=lambda _: None)
 
@@ -89,6 +156,8 @@ def main() -> None:
             f"| {total} | {cps} | {up:.1f} s | {first:.1f} s | {per_host(fc['commands'])} | "
             f"{per_host(fc['uploads'])} | {again:.1f} s | {per_host(ac['commands'])} |"
         )
+    if args.breakdown:
+        print("\n".join(reports))
 
 
 if __name__ == "__main__":

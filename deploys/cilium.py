@@ -25,7 +25,7 @@ from kubi.deploy import component, entry_script, platform
 @component("cilium")
 def cilium() -> None:
     cfg = platform()  # on the input host (one per platform): the cluster's objects, once
-    if not cfg.enabled("kubernetes") or cfg.kubernetes.pod_network != "cilium":
+    if not kubi.cilium.in_use(cfg):
         logger.warning(
             f"cilium: kubernetes.pod_network is {cfg.kubernetes.pod_network}: Cilium is left out"
         )

@@ -56,11 +56,23 @@ def checked_archive(folder: Path) -> Path:
     return path
 
 
+def in_use(platform: Platform) -> bool:
+    """Whether the platform's pod network is Cilium (the component is on, for a cluster
+    whose `kubernetes.pod_network` is cilium)."""
+    return (
+        platform.enabled("cilium")
+        and platform.enabled("kubernetes")
+        and platform.kubernetes.pod_network == "cilium"
+    )
+
+
 def check_chart(platform: Platform) -> list[str]:
     """A config problem when `cilium.charts` is given without the pinned archive in it: said
     before anything changes, like every other input of the config."""
+    if not in_use(platform):
+        return []
     folder = platform.cilium.charts
-    if folder is None or not platform.enabled("cilium"):
+    if folder is None:
         return []
     try:
         checked_archive(folder)

@@ -18,7 +18,9 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from kubi import cilium
 from kubi.config import Platform, matrices
+from kubi.config.types import IMAGE_NAME
 
 KUBERNETES_REGISTRY = "registry.k8s.io"
 CONTROL_PLANE = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy")
@@ -29,37 +31,45 @@ MANIFEST_TYPES = (
     "application/vnd.docker.distribution.manifest.list.v2+json",
     "application/vnd.docker.distribution.manifest.v2+json",
 )
-# registry host / path : tag, each part as the distribution spec allows
-_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_REF = re.compile(
-    rf"(?P<registry>[a-z0-9.-]+\.[a-z]{{2,}}(?::[0-9]+)?)/(?P<path>{_PART}(?:/{_PART})*)"
-    r":(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})"
-)
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+_REF = re.compile(rf"{IMAGE_NAME}(?:@(?P<digest>{DIGEST.pattern}))?")
 
 
 @dataclass(frozen=True)
 class Image:
-    """One image, by its upstream name (``registry.k8s.io/pause:3.10``)."""
+    """One image, by its upstream name (``registry.k8s.io/pause:3.10``), or that name
+    pinned by digest as a chart renders it (``quay.io/cilium/cilium:v1.19.6@sha256:...``)."""
 
     ref: str
 
     def __post_init__(self) -> None:
         if not _REF.fullmatch(self.ref):
-            raise ValueError(f"{self.ref!r} is not an image name as <registry>/<path>:<tag>")
+            raise ValueError(
+                f"{self.ref!r} is not an image name as <registry>/<path>:<tag>[@sha256:<digest>]"
+            )
+
+    def _part(self, name: str) -> str | None:
+        match = _REF.fullmatch(self.ref)
+        assert match is not None  # checked when made
+        return match.group(name)
 
     @property
     def registry(self) -> str:
-        return self.ref.split("/", 1)[0]
+        return self._part("registry") or ""
 
     @property
     def tag(self) -> str:
-        return self.ref.rsplit(":", 1)[1]
+        return self._part("tag") or ""
+
+    @property
+    def digest(self) -> str | None:
+        """The digest the image is pinned by, if it is."""
+        return self._part("digest")
 
     @property
     def repository(self) -> str:
         """Its repository in the platform registry: ``registry.k8s.io/pause``."""
-        return self.ref.rsplit(":", 1)[0]
+        return f"{self.registry}/{self._part('path')}"
 
     @property
     def archive_name(self) -> str:
@@ -69,7 +79,9 @@ class Image:
 
 def needed(platform: Platform) -> list[Image]:
     """Every image the platform runs: kubeadm's for the pinned Kubernetes version (the
-    version table names etcd, CoreDNS and pause), CoreDNS only where it is deployed."""
+    version table names etcd, CoreDNS and pause), CoreDNS only where it is deployed, and
+    the images of the upstream charts kubi deploys, pinned by digest
+    (kubi/config/upstream_charts.toml)."""
     version = platform.versions.kubernetes
     images = matrices.kubernetes_minor(version).images
     refs = [f"{KUBERNETES_REGISTRY}/{name}:v{version}" for name in CONTROL_PLANE]
@@ -77,6 +89,8 @@ def needed(platform: Platform) -> list[Image]:
     refs += [f"{KUBERNETES_REGISTRY}/etcd:{images.etcd}"]
     if platform.kubernetes.coredns:
         refs += [f"{KUBERNETES_REGISTRY}/coredns/coredns:{images.coredns}"]
+    if cilium.in_use(platform):
+        refs += matrices.upstream_chart(cilium.CHART).images
     return [Image(ref) for ref in refs]
 
 
@@ -135,7 +149,13 @@ def check_archives(platform: Platform) -> list[str]:
             )
             continue
         try:
-            archive_digest(archive)
+            digest = archive_digest(archive)
         except ArchiveError as exc:
             problems.append(f"images.archives: {exc}")
+            continue
+        if image.digest and digest != image.digest:
+            problems.append(
+                f"images.archives: {archive} holds {digest}, not {image.ref} (pinned in "
+                "kubi/config/upstream_charts.toml); write it again from that exact name"
+            )
     return problems

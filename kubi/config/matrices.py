@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from kubi.config.types import Section, Series, Version, full
+from kubi.config.types import IMAGE_PINNED, Section, Series, Version, full
 
 DATA_DIR = Path(__file__).resolve().parent
 
@@ -228,17 +228,24 @@ ChartRepository = Annotated[
     ),
 ]
 ChartName = Annotated[StrictStr, AfterValidator(full(r"[a-z][a-z0-9-]{0,52}", "must be a name"))]
+PinnedImage = Annotated[
+    StrictStr,
+    AfterValidator(
+        full(IMAGE_PINNED, "must be an image as <registry>/<path>:<tag>@sha256:<digest>")
+    ),
+]
 
 
 class UpstreamChart(Section):
     """One upstream Helm chart kubi installs: pinned by version and by the sha256 of its
     archive as the repository's index.yaml records it, with the Kubernetes minors upstream
-    tests that release on."""
+    tests that release on, and the images its objects run as kubi renders them."""
 
     repository: ChartRepository
     version: Version
     digest: ChartDigest
     kubernetes: SeriesRange
+    images: list[PinnedImage]
 
 
 class UpstreamCharts(Section):

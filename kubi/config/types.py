@@ -57,6 +57,16 @@ def full(pattern: str, message: str) -> Callable[[str], str]:
     return check
 
 
+# A container image as <registry host>/<path>:<tag>, each part as the distribution spec
+# allows; IMAGE_PINNED adds the digest a chart pins it by (@sha256:<64 hex>).
+_IMAGE_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+IMAGE_NAME = (
+    rf"(?P<registry>[a-z0-9.-]+\.[a-z]{{2,}}(?::[0-9]+)?)/(?P<path>{_IMAGE_PART}(?:/{_IMAGE_PART})*)"
+    r":(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})"
+)
+IMAGE_PINNED = IMAGE_NAME + r"@(?P<digest>sha256:[0-9a-f]{64})"
+
+
 def has_control(value: str) -> bool:
     """Whether a string holds a control or invisible character (newline, CR, tab, NUL,
     DEL, Unicode line separators, zero-width characters)."""

@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from kubi import kubeadm, lab
+from kubi.images import Image, archive_digest
 from kubi.inventory import load
+from kubi.lab import kubernetes as lab_kubernetes
 
 from .conftest import BIN, ROOT, changed_ops, failed_ops, pyinfra, why_failed
 
@@ -119,11 +121,15 @@ SERVICE = """{"apiVersion": "v1", "kind": "Service",
 def test_pods_on_two_workers_talk_by_ip_and_through_a_service(cluster):
     """An etcd server in a pod on one worker, reached from a pod on the other (its etcdctl),
     by the pod's IP across the bridge network's routes, then by the service's ClusterIP
-    (kube-proxy's rules)."""
+    (kube-proxy's rules). The client's image is named as charts pin theirs (Cilium's),
+    `<name>:<tag>@sha256:<digest>`: the node pulls it by that digest through the platform
+    registry."""
     state, _, _ = cluster
+    archive = lab_kubernetes.images_dir() / Image(ETCD_IMAGE).archive_name
+    pinned = f"{ETCD_IMAGE}@{archive_digest(archive)}"
     manifests = [
         POD.format(name="probe-server", node="lab-worker1", image=ETCD_IMAGE),
-        POD.format(name="probe-client", node="lab-worker2", image=ETCD_IMAGE),
+        POD.format(name="probe-client", node="lab-worker2", image=pinned),
         SERVICE,
     ]
     cp = _address(state, "lab-cp2")

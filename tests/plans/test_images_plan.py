@@ -9,7 +9,9 @@ import tarfile
 
 import pytest
 
+from kubi.config import matrices
 from kubi.config.errors import ConfigError
+from kubi.images import Image
 
 from .harness import plan
 
@@ -23,18 +25,21 @@ REFS = [
     "registry.k8s.io/etcd:3.5.21-0",
     "registry.k8s.io/coredns/coredns:v1.12.0",
 ]
+# Cilium's, the default pod network, pinned by digest as its chart renders them
+CILIUM = matrices.upstream_chart("cilium").images
+REFS += CILIUM
 
 
 def digest_of(ref: str) -> str:
-    return "sha256:" + format(abs(hash(ref)), "x").rjust(64, "0")[-64:]
+    """The digest of an image's build: its pin, or one made up for it."""
+    return Image(ref).digest or "sha256:" + format(abs(hash(ref)), "x").rjust(64, "0")[-64:]
 
 
-def write_archive(folder, ref):
+def write_archive(folder, ref, digest=None):
     """An OCI archive whose index names one manifest, as skopeo and the lab write them."""
-    name, tag = ref.rsplit(":", 1)
-    index = {"schemaVersion": 2, "manifests": [{"digest": digest_of(ref), "size": 1}]}
+    index = {"schemaVersion": 2, "manifests": [{"digest": digest or digest_of(ref), "size": 1}]}
     data = json.dumps(index).encode()
-    with tarfile.open(folder / f"{name.rsplit('/', 1)[-1]}_{tag}.tar", "w") as tar:
+    with tarfile.open(folder / Image(ref).archive_name, "w") as tar:
         info = tarfile.TarInfo("index.json")
         info.size = len(data)
         tar.addfile(info, io.BytesIO(data))
@@ -68,6 +73,15 @@ def test_from_upstream_every_platform_of_each_image(on):
         "--dest-tls-verify=false docker://registry.k8s.io/kube-apiserver:v1.33.3 "
         "docker://127.0.0.1:5000/registry.k8s.io/kube-apiserver:v1.33.3'"
     )
+    # skopeo reads no name with both a tag and a digest: a pinned image is read by digest,
+    # kept as it is, and tagged as its chart names it.
+    agent = Image(CILIUM[0])
+    assert agent.repository == "quay.io/cilium/cilium"
+    assert lines[len(REFS) - len(CILIUM)] == (
+        f"image {agent.ref}: sh -c 'skopeo copy --quiet --all --preserve-digests "
+        f"--dest-tls-verify=false docker://quay.io/cilium/cilium@{agent.digest} "
+        f"docker://127.0.0.1:5000/quay.io/cilium/cilium:{agent.tag}'"
+    )
 
 
 def test_from_archives_uploaded_then_copied_as_they_are(on, tmp_path):
@@ -96,8 +110,32 @@ def test_a_registry_holding_the_archives_digests_plans_nothing(on, tmp_path):
 
 
 def test_upstream_images_already_held_are_kept(on):
-    held = {ref: "sha256:" + "1" * 64 for ref in REFS}
+    held = {ref: Image(ref).digest or "sha256:" + "1" * 64 for ref in REFS}
     assert plan(DEPLOY, "repo1", on, facts(held)) == []
+
+
+def test_a_pinned_image_held_at_another_digest_is_copied_again(on):
+    held = {ref: Image(ref).digest or "sha256:" + "1" * 64 for ref in REFS}
+    held[CILIUM[1]] = "sha256:" + "2" * 64  # the tag moved upstream, or a local rebuild
+    assert [line.split(": sh")[0] for line in copies(plan(DEPLOY, "repo1", on, facts(held)))] == [
+        f"image {CILIUM[1]}"
+    ]
+
+
+def test_an_archive_of_a_pinned_image_must_hold_that_digest(on, tmp_path):
+    for ref in REFS:
+        write_archive(tmp_path, ref)
+    write_archive(tmp_path, CILIUM[0], digest="sha256:" + "3" * 64)
+    on["images"] = {"archives": str(tmp_path)}
+    with pytest.raises(ConfigError, match=r"cilium_v1\.19\.6\.tar holds sha256:3{64}, not "):
+        plan(DEPLOY, "repo1", on, facts())
+
+
+def test_with_the_bridge_pod_network_no_cilium_image_is_copied(on):
+    # the lab's: the cilium component stays on, and leaves itself out
+    on["kubernetes"] = {"pod_network": "bridge"}
+    refs = [ref for ref in REFS if ref not in CILIUM]
+    assert len(copies(plan(DEPLOY, "repo1", on, facts(refs=refs)))) == len(refs)
 
 
 def test_without_coredns_its_image_is_not_copied(on):

@@ -68,6 +68,8 @@ def test_rendered_from_the_pinned_chart_with_the_platforms_values(platform):
         image.startswith("quay.io/cilium/") and "@sha256:" in image for image in images(objects)
     )
     assert f"quay.io/cilium/cilium:v{version}@sha256:" in " ".join(images(objects))
+    # exactly the images kubi copies into the platform registry (`kubi images mirror`)
+    assert sorted(images(objects)) == sorted(matrices.upstream_chart("cilium").images)
     assert {o["metadata"].get("namespace") for o in objects} <= {
         "kube-system",
         "cilium-secrets",
