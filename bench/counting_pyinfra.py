@@ -1,3 +1,4 @@
+# ruff: noqa: I001  (pyinfra_cli is imported first on purpose, see below)
 """Run the pyinfra CLI while counting SSH commands and uploads per host, and timing where the
 run's wall time goes.
 
@@ -17,6 +18,11 @@ The record (read by `bench/converge.py --breakdown`) also holds:
 """
 
 from __future__ import annotations
+
+# First, as the pyinfra command does: pyinfra_cli patches the standard library for gevent
+# when imported, and a module imported before (threading, socket) would stay unpatched,
+# mixing real threads with greenlets (runs that hang).
+import pyinfra_cli  # noqa: F401
 
 import atexit
 import functools

@@ -15,7 +15,6 @@ server's certificate is checked against the cluster CA: it names 127.0.0.1.
 from __future__ import annotations
 
 import datetime as dt
-import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -70,12 +69,6 @@ def admin_certificate(ca: ClusterCa, now: dt.datetime | None = None) -> tuple[by
     return cert.public_bytes(serialization.Encoding.PEM), key_pem
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @contextmanager
 def credentials(ca: ClusterCa) -> Iterator[Path]:
     """A 0700 folder holding ca.crt, admin.crt and admin.key (0600) while in use."""
@@ -100,15 +93,9 @@ def connected(declared, connect: Callable[[str, dict], Any] | None = None) -> It
     platform = declared.config
     entry = platform.role("input")[0]
     pki = cluster_pki(for_platform(platform))
-    port = _free_port()
     with (
         (connect or SshHost)(entry.name, declared.host_data(entry.name)) as ssh,
-        ssh.connection.forward_local(
-            local_port=port,
-            remote_port=platform.cockpit.api_port,
-            remote_host="127.0.0.1",
-            local_host="127.0.0.1",
-        ),
+        ssh.forward("127.0.0.1", platform.cockpit.api_port) as port,
         credentials(pki.ca) as folder,
     ):
         config = client.Configuration(host=f"https://127.0.0.1:{port}")
@@ -116,4 +103,20 @@ def connected(declared, connect: Callable[[str, dict], Any] | None = None) -> It
         config.cert_file = str(folder / "admin.crt")
         config.key_file = str(folder / "admin.key")
         with client.ApiClient(config) as api_client:
+            _bounded(api_client)
             yield apply.dynamic_client(api_client)
+
+
+def _bounded(api_client: Any) -> None:
+    """Every request of `api_client` without a timeout of its own (the dynamic client's
+    discovery, a plain get) gets apply.REQUEST_TIMEOUT: a tunnel or a server that stops
+    answering fails the run with an error instead of holding it forever."""
+    from kubi import apply
+
+    request = api_client.rest_client.request
+
+    def bounded(*args: Any, _request_timeout: Any = None, **kwargs: Any) -> Any:
+        timeout = apply.REQUEST_TIMEOUT if _request_timeout is None else _request_timeout
+        return request(*args, _request_timeout=timeout, **kwargs)
+
+    api_client.rest_client.request = bounded

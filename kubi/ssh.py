@@ -20,8 +20,9 @@ the inventory's back: no ``~/.ssh/config`` or ``/etc/ssh/ssh_config``, no fabric
 configuration files, and kubi's own host key policy instead of fabric's accept-anything
 default. Commands do not go through fabric's `run`, which decodes the streams as text:
 archives travel on stdin and stdout, so `SshHost.run` moves bytes over an exec channel
-of the same connection. A local port forward (the API tunnel) can use the same
-`Connection` (``forward_local``).
+of the same connection. A local port forward (the API tunnel) uses the same connection
+(`SshHost.forward`), with kubi's own forwarder rather than fabric's, whose channel opening
+waits up to an hour and whose teardown then waits for it.
 """
 
 from __future__ import annotations
@@ -29,14 +30,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import shlex
+import socket
 import subprocess
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 POLICIES = ("yes", "accept-new", "no")
+FORWARD_OPEN_TIMEOUT = 15.0  # seconds for the host to open a forwarded connection
 
 
 class SshError(Exception):
@@ -196,6 +201,73 @@ class SshHost:
             ) from None
         finally:
             channel.close()
+
+    @contextmanager
+    def forward(self, remote_host: str, remote_port: int) -> Iterator[int]:
+        """A local port of 127.0.0.1 (chosen by the system, and listening before this
+        returns) whose every connection goes to `remote_host`:`remote_port` as the host
+        sees it, through this SSH connection (``ssh -L``). Each channel opens within
+        FORWARD_OPEN_TIMEOUT or its connection is closed; leaving the block closes them all
+        and waits a bounded time for the workers."""
+        transport = self.connection.transport
+        if transport is None or not transport.is_active():
+            raise SshError(f"the SSH connection to {self.where} is closed")
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        listener.settimeout(0.2)
+        done = threading.Event()
+        workers: list[threading.Thread] = []
+        open_sockets: list[Any] = []
+
+        def pump(source: Any, target: Any) -> None:
+            try:
+                while not done.is_set():
+                    data = source.recv(65536)
+                    if not data:
+                        break
+                    target.sendall(data)
+            except (OSError, EOFError):
+                pass
+            finally:
+                for end in (source, target):
+                    with suppress(OSError, EOFError):
+                        end.close()
+
+        def serve() -> None:
+            while not done.is_set():
+                try:
+                    client, origin = listener.accept()
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
+                client.settimeout(None)
+                try:
+                    channel = transport.open_channel(
+                        "direct-tcpip", (remote_host, remote_port), origin,
+                        timeout=FORWARD_OPEN_TIMEOUT,
+                    )  # fmt: skip
+                except Exception:  # noqa: BLE001 - refused or timed out: that client gets EOF
+                    client.close()
+                    continue
+                open_sockets.extend((client, channel))
+                for source, target in ((client, channel), (channel, client)):
+                    worker = threading.Thread(target=pump, args=(source, target), daemon=True)
+                    worker.start()
+                    workers.append(worker)
+
+        server = threading.Thread(target=serve, daemon=True)
+        server.start()
+        try:
+            yield int(listener.getsockname()[1])
+        finally:
+            done.set()
+            for end in (listener, *open_sockets):
+                with suppress(OSError, EOFError):
+                    end.close()
+            for worker in (server, *workers):
+                worker.join(timeout=5)
 
     def close(self) -> None:
         self.connection.close()

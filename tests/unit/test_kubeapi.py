@@ -54,3 +54,31 @@ def test_the_credentials_exist_only_while_connected_and_only_for_their_owner(ca)
         assert files == {"ca.crt": 0o600, "admin.crt": 0o600, "admin.key": 0o600}
         assert (folder / "ca.crt").read_text() == ca.cert
     assert not folder.exists()
+
+
+def test_a_server_that_stops_answering_fails_the_request_instead_of_holding_the_run(
+    monkeypatch,
+):
+    """A tunnel or an API server that accepts and never answers: every request kubi makes
+    (here a plain one, with no timeout of its own) ends with an error in bounded time."""
+    import socket
+    import time
+
+    import urllib3
+    from kubernetes import client
+
+    monkeypatch.setattr("kubi.apply.REQUEST_TIMEOUT", 1.0)
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # accepted by the kernel, never read nor answered
+    try:
+        config = client.Configuration(host=f"http://127.0.0.1:{silent.getsockname()[1]}")
+        config.retries = False
+        with client.ApiClient(config) as api_client:
+            kubeapi._bounded(api_client)
+            start = time.monotonic()
+            with pytest.raises(urllib3.exceptions.ReadTimeoutError):
+                client.CoreV1Api(api_client).list_namespace()
+            assert time.monotonic() - start < 10
+    finally:
+        silent.close()

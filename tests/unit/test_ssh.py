@@ -324,3 +324,63 @@ def test_without_a_policy_an_unknown_host_key_is_refused(sshd, tmp_path):
     with pytest.raises(SshError, match="strict_host_key_checking is yes"):
         SshHost("h", data).run("true")
     assert not known.exists()
+
+
+def test_a_forward_carries_many_connections_and_large_answers(sshd, home):
+    """`ssh -L` as kubi does it for the API tunnel: a local port, listening before the block
+    starts, to a server as the host sees it (here the same machine's 127.0.0.1)."""
+    import http.server
+    import threading
+    import urllib.request
+    from concurrent.futures import ThreadPoolExecutor
+
+    body = bytes(range(256)) * 4096  # 1 MiB
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    known = home / "known_hosts"
+    known.write_text(sshd.known_line())
+    try:
+        with (
+            connect(sshd, "yes", known) as host,
+            host.forward("127.0.0.1", server.server_address[1]) as port,
+        ):
+
+            def fetch(_):
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=20) as answer:
+                    return answer.read()
+
+            with ThreadPoolExecutor(8) as pool:
+                assert all(got == body for got in pool.map(fetch, range(16)))
+        with pytest.raises(OSError):  # the block is over: nothing listens there any more
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    finally:
+        server.shutdown()
+
+
+def test_a_forward_to_nothing_closes_that_connection_and_ends_at_once(sshd, home):
+    import time
+
+    known = home / "known_hosts"
+    known.write_text(sshd.known_line())
+    with socket.socket() as probe:  # a port where nothing listens
+        probe.bind(("127.0.0.1", 0))
+        nothing = probe.getsockname()[1]
+    start = time.monotonic()
+    with (
+        connect(sshd, "yes", known) as host,
+        host.forward("127.0.0.1", nothing) as port,
+        socket.create_connection(("127.0.0.1", port), timeout=20) as client,
+    ):
+        assert client.recv(1) == b""  # the host refused the channel: closed, not hung
+    assert time.monotonic() - start < 10
