@@ -9,10 +9,14 @@ from __future__ import annotations
 import hashlib
 import shlex
 import uuid
+from collections.abc import Callable
 from io import BytesIO
+from typing import Any
 
 from pyinfra import host
-from pyinfra.api import FileUploadCommand, StringCommand, operation
+from pyinfra.api import FileUploadCommand, OperationError, StringCommand, operation
+from pyinfra.api.state import StateStage
+from pyinfra.context import ctx_host, ctx_state
 from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import FileContents
 
@@ -32,6 +36,41 @@ REPAIR_DPKG = (
     '{ [ -z "$(ls -A /var/lib/dpkg/updates 2>/dev/null)" ] || '
     f"{APT_ENV} dpkg --configure -a --force-confdef --force-confold; }}"
 )
+
+
+# --- facts inside operations ----------------------------------------------------------------
+
+# (run, host, fact, arguments) -> the value planning saw
+_PLANNED: dict[tuple[int, str, str, tuple], Any] = {}
+
+
+def planned_fact(cls: type, **kwargs: Any) -> Any:
+    """``host.get_fact(cls, **kwargs)`` for an operation's function, which pyinfra runs twice:
+    to plan, then again to execute it. While no operation of the run has changed this host
+    yet, what planning saw still holds, and it is used again instead of a new round trip:
+    a re-run that changes nothing asks each fact once. After a change on the host (a
+    package installed, a file written), the fact is asked again, so an operation sees what
+    earlier ones did."""
+    state = ctx_state.get()
+    if state is None:  # an operation's function called outside a pyinfra run (tests)
+        return host.get_fact(cls, **kwargs)
+    key = (id(state), host.name, cls.__name__, tuple(sorted(kwargs.items())))
+    if state.current_stage == StateStage.Execute:
+        if key in _PLANNED and not _changed_so_far(state):
+            return _PLANNED[key]
+        return host.get_fact(cls, **kwargs)
+    value: Any = host.get_fact(cls, **kwargs)
+    _PLANNED[key] = value
+    return value
+
+
+def _changed_so_far(state: Any) -> bool:
+    """Whether an operation already executed on this host ran any command."""
+    for op_data in state.ops[ctx_host.get()].values():
+        meta = op_data.operation_meta
+        if meta.is_complete() and meta.did_change():
+            return True
+    return False
 
 
 @operation()
@@ -72,7 +111,7 @@ def file(
         ops.file(path="/etc/nginx/sites.conf.d/app.conf", content=text,
                  check="nginx -t", reload="systemctl reload nginx")
     """
-    current = host.get_fact(ManagedFile, path=path)
+    current = planned_fact(ManagedFile, path=path)
     kind = None if current is None else current.get("type", "file")
     # A link in the file's place may be removed (rm and mv act on the link itself, never on
     # what it points to); anything else but a regular file, or an unsafe folder, is refused.
@@ -244,7 +283,7 @@ def packages(names: list[str], update: bool = True):
 
         ops.packages(names=["nginx", "libnginx-mod-stream"])
     """
-    installed = host.get_fact(DebPackages)
+    installed = planned_fact(DebPackages)
     missing = [name for name in names if name not in installed]
     if missing:
         yield apt_install(missing, update)
@@ -331,7 +370,7 @@ def block(
         ops.block(path="/etc/hosts", content="10.0.0.5 repo.example.invalid repo",
                   required=("127.0.0.1 localhost",))
     """
-    lines = host.get_fact(FileContents, path=path) or []
+    lines = planned_fact(FileContents, path=path) or []
     wanted = merge_block(lines, content, marker, required)
     if wanted == lines:
         return
@@ -394,7 +433,7 @@ def service(
         ops.service(unit="nginx", running=True, enabled=True)
     """
     if current is None:
-        current = host.get_fact(ServiceState, unit=unit)
+        current = planned_fact(ServiceState, unit=unit)
     u = shlex.quote(unit)
     if enabled is not None and current["enabled"] is not enabled:
         yield f"systemctl {'enable' if enabled else 'disable'} {u}"
@@ -418,7 +457,7 @@ def file_once(path: str, content: str):
 
         ops.file_once(path="/var/lib/kubi/charts/index.yaml", content="apiVersion: v1\n")
     """
-    current = host.get_fact(ManagedFile, path=path)
+    current = planned_fact(ManagedFile, path=path)
     if current is not None:
         if current.get("type") == "unsafe":
             yield _refuse(path, current)
@@ -525,3 +564,94 @@ def cluster_objects(
             apply.wait_ready(api, objects, timeout)
 
     yield FunctionCommand(converge, (), {})
+
+
+class UploadMadeLater(FileUploadCommand):
+    """An upload whose content is made when it executes (`make()`), for what exists only
+    once the run's earlier operations ran: a token the cluster makes for a new account."""
+
+    def __init__(self, make: Callable[[], bytes], dest: str, remote_temp_filename: str | None):
+        super().__init__(BytesIO(b""), dest, remote_temp_filename=remote_temp_filename)
+        self.make = make
+
+    def execute(self, state, host, connector_arguments):  # type: ignore[no-untyped-def]
+        self.src = BytesIO(self.make())
+        return super().execute(state, host, connector_arguments)
+
+
+# Written by a process running as the person, from a file root staged: root never opens a
+# path in a home. A file there that kubi did not write is kept aside once (.before-kubi).
+_WRITE_AS_PERSON = r"""
+umask 077
+f="$HOME/$1"
+mkdir -p "$(dirname "$f")" || exit 1
+if { [ -e "$f" ] || [ -L "$f" ]; } && [ "$(head -n 1 "$f" 2>/dev/null)" != "$2" ] \
+  && [ ! -e "$f.before-kubi" ]; then
+  mv -f "$f" "$f.before-kubi" || exit 1
+fi
+t=$(mktemp "$(dirname "$f")/.kubi.XXXXXX") || exit 1
+cat > "$t" && chmod 600 "$t" && mv -f "$t" "$f" || { rm -f "$t"; exit 1; }
+"""
+_REMOVE_AS_PERSON = r"""
+f="$HOME/$1"
+if [ -f "$f" ] && [ ! -L "$f" ] && [ "$(head -n 1 "$f")" = "$2" ]; then rm -f "$f"; fi
+"""
+
+
+@operation()
+def home_file(
+    person: str,
+    path: str,
+    marker: str,
+    found: tuple[str, str | None],
+    content: str | None = None,
+    later: Callable[[], str] | None = None,
+):
+    """
+    A file of kubi's in a person's home (mode 0600), written or removed by a process running
+    as that person, so that no path they control is ever followed by root.
+
+    + person: the account
+    + path: the file, relative to the home (``.kube/config``)
+    + marker: the file's first line, by which kubi knows its own files
+    + found: what the HomeFiles fact says of it (``("kubi", sha256)``, ``("absent", None)``..)
+    + content: the file; None (and no `later`): remove it, when it is kubi's
+    + later: instead of `content`, what makes it when the operation executes (a secret that
+      earlier operations of the run create); the file is then always written
+
+    A file there that kubi did not write is kept as ``<path>.before-kubi``.
+    """
+    state, sha = found
+    if state == "nouser":
+        host.noop(f"{person} has no account here")
+        return
+    who, where = shlex.quote(person), shlex.quote(path)
+    mark = shlex.quote(marker)
+    if content is None and later is None:
+        if state != "kubi":
+            host.noop(f"no file of kubi's at ~{person}/{path}")
+            return
+        yield _sh(f"runuser -u {who} -- sh -c {shlex.quote(_REMOVE_AS_PERSON)} sh {where} {mark}")
+        return
+    if content is not None:
+        if not content.startswith(marker + "\n"):
+            raise OperationError(f"home_file {path}: the content must begin with its marker")
+        if state == "kubi" and sha == hashlib.sha256(content.encode()).hexdigest():
+            host.noop(f"~{person}/{path} is up to date")
+            return
+    staged = f"{UPLOAD_DIR}/home-{uuid.uuid4().hex}"
+    if host.data.get("_sudo"):
+        yield StringCommand(_staging())
+        temp: str | None = f"{UPLOAD_DIR}/{uuid.uuid4().hex}"
+    else:  # root's own staging folder, where no other account can read
+        yield StringCommand(f"install -d -m 700 -o root -g root {UPLOAD_DIR}")
+        temp = None
+    if content is not None:
+        yield FileUploadCommand(BytesIO(content.encode()), staged, remote_temp_filename=temp)
+    else:
+        assert later is not None
+        yield UploadMadeLater(lambda: later().encode(), staged, remote_temp_filename=temp)
+    yield _sh(
+        f"trap 'rm -f {staged}' EXIT; "
+        f"runuser -u {who} -- sh -c {shlex.quote(_WRITE_AS_PERSON)} sh {where} {mark} < {staged}"
+    )
