@@ -176,11 +176,15 @@ def clean(obj: Object | None) -> dict[str, Any]:
 
 
 def diff(live: Object | None, applied: Object | None, what: str) -> str:
-    """Unified diff (YAML) of two versions of an object, noise removed (`clean`); empty
-    when they are the same."""
+    """Unified diff (YAML) of two versions of an object, noise removed (`clean`) and a
+    Secret's values hidden; empty when they are the same."""
 
     def lines(obj: Object | None) -> list[str]:
         cleaned = clean(obj)
+        if cleaned.get("kind") == "Secret":  # a diff is printed: never a secret's value
+            for field in ("data", "stringData"):
+                if isinstance(cleaned.get(field), dict):
+                    cleaned[field] = {key: "(hidden)" for key in cleaned[field]}
         return yaml.safe_dump(cleaned, sort_keys=True).splitlines(True) if cleaned else []
 
     return "".join(

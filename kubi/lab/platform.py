@@ -100,7 +100,7 @@ def _kubernetes_settings(description: dict, log: Log) -> None:
             f"({kubernetes.BIN_ENV}) or no lab mirror: the cluster is left out "
             "(components.kubernetes=false); see docs/lab.md"
         )
-        description["components"] = {"kubernetes": False, "cilium": False}
+        description["components"] = {"kubernetes": False, "cilium": False, "userspaces": False}
         return
     # Nodes pull the images kubi lab up made through the platform registry, as an air-gapped
     # platform does (deploys/images.py copies them in).
@@ -108,6 +108,8 @@ def _kubernetes_settings(description: dict, log: Log) -> None:
     # still pass Cilium's objects through the lab's API server in a dry run.
     description["components"] = {"images": True, "cilium": False}
     description["images"] = {"archives": str(kubernetes.images_dir())}
+    # The lab's developer gets a userspace, and its kubeconfig on the input host.
+    description["userspaces"] = {"spaces": [{"name": "lab-dev", "members": ["lab-dev"]}]}
     version = kubernetes.kubeadm_version(kubernetes.bin_dir()).removeprefix("v")
     description["versions"] = {"kubernetes": version}
     description["kubernetes"] = {

@@ -17,6 +17,7 @@ from kubi import kubeadm, lab
 from kubi.images import Image, archive_digest
 from kubi.inventory import load
 from kubi.lab import kubernetes as lab_kubernetes
+from tests.conftest import KUBERNETES_BIN
 
 from .conftest import BIN, ROOT, changed_ops, failed_ops, pyinfra, why_failed
 
@@ -237,6 +238,53 @@ def test_kubi_reaches_the_api_through_the_input_hosts_tunnel(cluster):
     assert "kubeadm:cluster-admins" in whoami.status.userInfo.groups
     assert pruned == ["ConfigMap default/kubi-tunnel-probe"]
     assert "kubi-tunnel-probe" not in _kubectl(state, "get configmaps -o name")
+
+
+def test_a_developers_kubectl_through_the_forward_acts_in_their_userspace_only(cluster, tmp_path):
+    """The source's "deploy from a client workstation": `kubi kubeconfig` prints the
+    developer's kubeconfig and the ssh line; through that `ssh -L` as the developer, their
+    kubectl works in their namespace and is refused elsewhere."""
+    state, _, _ = cluster
+    config = tmp_path / "config"
+    made = subprocess.run(
+        [str(BIN / "kubi"), "kubeconfig", "lab-dev", "--inventory", "inventories/lab.py",
+         "--port", "18443"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    config.write_text(made.stdout)
+    config.chmod(0o600)
+    line = made.stderr.strip().splitlines()[-1].split("first: ", 1)[1]
+    address = _address(state, "lab-input")
+    assert line == f"ssh -N -L 18443:127.0.0.1:{_platform().cockpit.api_port} lab-dev@{address}"
+    lab.check_route(address)  # the safety rule, before any connection
+    forward = subprocess.Popen(
+        ["ssh", "-i", str(lab.person_key("lab-dev")), "-o", "IdentitiesOnly=yes",
+         "-o", f"UserKnownHostsFile={lab.known_hosts_file()}", "-o", "BatchMode=yes",
+         "-o", "ExitOnForwardFailure=yes", *line.split()[1:]],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    kubectl = [str(KUBERNETES_BIN / "kubectl"), "--kubeconfig", str(config)]
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*kubectl, *args], capture_output=True, text=True, timeout=60,
+                              stdin=subprocess.DEVNULL)  # fmt: skip
+
+    try:
+        _until("the forward answers", lambda: run("auth", "can-i", "list", "pods").returncode == 0,
+               seconds=30)  # fmt: skip
+        assert run("auth", "can-i", "create", "deployments").stdout.strip() == "yes"
+        made_map = run("create", "configmap", "probe", "--from-literal=a=1")
+        assert made_map.returncode == 0, made_map.stderr
+        assert "probe" in run("get", "configmaps", "-o", "name").stdout
+        for elsewhere in (["-n", "kube-system", "get", "pods"], ["get", "nodes"],
+                          ["-n", "default", "get", "configmaps"]):  # fmt: skip
+            refused = run(*elsewhere)
+            assert refused.returncode != 0 and "Forbidden" in refused.stderr, elsewhere
+    finally:
+        run("delete", "configmap", "probe", "--ignore-not-found")
+        forward.terminate()
+        forward.wait(timeout=10)
 
 
 def test_the_lab_api_accepts_ciliums_objects_in_a_dry_run(cluster):

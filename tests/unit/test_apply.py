@@ -8,6 +8,7 @@ Each test works in a namespace named after it, which is also its platform label,
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import re
 import time
@@ -494,6 +495,24 @@ def test_diff_shows_only_what_matters():
     ]
     created = apply.diff(None, after, "ConfigMap n/c").splitlines()
     assert all(line.startswith("+") for line in created[3:]) and "+  level: debug" in created
+
+
+def test_a_diff_never_shows_a_secrets_values():
+    """pyinfra prints the diff of what it would change: a token, a password, never."""
+    live = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "s", "namespace": "n"},
+        "data": {"token": "c2VjcmV0LXRva2Vu"},
+        "stringData": {"password": "hunter2"},
+    }
+    applied = copy.deepcopy(live)
+    applied["data"]["token"] = "bmV3LXRva2Vu"
+    applied["metadata"]["labels"] = {"kubi.io/component": "userspaces"}
+    shown = apply.diff(live, applied, "Secret n/s")
+    assert "kubi.io/component" in shown and "(hidden)" in shown
+    assert not {"c2VjcmV0LXRva2Vu", "bmV3LXRva2Vu", "hunter2"} & set(shown.split())
+    assert apply.diff(None, applied, "Secret n/s").count("(hidden)") == 2
 
 
 @pytest.mark.parametrize("value", ["Web", "web_ui", "-web", "web-", "", "w" * 64, "web.ui"])

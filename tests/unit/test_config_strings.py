@@ -126,6 +126,21 @@ def _tls(field: str):
     return put
 
 
+def _userspace(field: str, sub: str | None = None):
+    """A value in a userspace of alice's (the only person)."""
+
+    def put(d, v):
+        space: dict[str, Any] = {"name": "team", "members": ["alice"]}
+        if sub is None:
+            space[field] = [v] if field == "members" else v
+        else:
+            space[sub] = {field: v}
+        d["users"] = [{"name": "alice", "role": "dev", "keys": [ED25519]}]
+        d["userspaces"] = {"spaces": [space]}
+
+    return put
+
+
 # path: (valid sample, how to put a value there, what the message names)
 SAMPLES: dict[str, tuple[str, Any, str]] = {
     "name": ("unit", _top("name"), "field 'name'"),
@@ -234,6 +249,67 @@ SAMPLES: dict[str, tuple[str, Any, str]] = {
         "https://charts.example.invalid/cilium/",
         _section("cilium", "repository"),
         "field 'cilium.repository'",
+    ),
+    "userspaces.spaces[].name": ("team", _userspace("name"), "userspaces.spaces.0.name"),
+    "userspaces.spaces[].members[]": (
+        "alice",
+        _userspace("members"),
+        "userspaces.spaces.0.members",
+    ),
+    "userspaces.spaces[].quota.requests_cpu": (
+        "2",
+        _userspace("requests_cpu", "quota"),
+        "userspaces.spaces.0.quota.requests_cpu",
+    ),
+    "userspaces.spaces[].quota.requests_memory": (
+        "1Gi",
+        _userspace("requests_memory", "quota"),
+        "userspaces.spaces.0.quota.requests_memory",
+    ),
+    "userspaces.spaces[].quota.limits_cpu": (
+        "2",
+        _userspace("limits_cpu", "quota"),
+        "userspaces.spaces.0.quota.limits_cpu",
+    ),
+    "userspaces.spaces[].quota.limits_memory": (
+        "1Gi",
+        _userspace("limits_memory", "quota"),
+        "userspaces.spaces.0.quota.limits_memory",
+    ),
+    "userspaces.spaces[].quota.requests_storage": (
+        "1Gi",
+        _userspace("requests_storage", "quota"),
+        "userspaces.spaces.0.quota.requests_storage",
+    ),
+    "userspaces.spaces[].limits.default_request_cpu": (
+        "2",
+        _userspace("default_request_cpu", "limits"),
+        "userspaces.spaces.0.limits.default_request_cpu",
+    ),
+    "userspaces.spaces[].limits.default_request_memory": (
+        "1Gi",
+        _userspace("default_request_memory", "limits"),
+        "userspaces.spaces.0.limits.default_request_memory",
+    ),
+    "userspaces.spaces[].limits.default_cpu": (
+        "2",
+        _userspace("default_cpu", "limits"),
+        "userspaces.spaces.0.limits.default_cpu",
+    ),
+    "userspaces.spaces[].limits.default_memory": (
+        "1Gi",
+        _userspace("default_memory", "limits"),
+        "userspaces.spaces.0.limits.default_memory",
+    ),
+    "userspaces.spaces[].limits.max_cpu": (
+        "2",
+        _userspace("max_cpu", "limits"),
+        "userspaces.spaces.0.limits.max_cpu",
+    ),
+    "userspaces.spaces[].limits.max_memory": (
+        "1Gi",
+        _userspace("max_memory", "limits"),
+        "userspaces.spaces.0.limits.max_memory",
     ),
     "images.archives": (
         str(Path(__file__).parent),
@@ -572,7 +648,7 @@ def test_containerd_is_not_checked_without_kubernetes():
         description(
             versions={"kubernetes": "1.36.3"},
             containerd={"source": "debian"},
-            components={"kubernetes": False, "cilium": False},
+            components={"kubernetes": False, "cilium": False, "userspaces": False},
         )
     )
     assert platform.containerd.source == "debian"
