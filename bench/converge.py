@@ -104,14 +104,17 @@ def breakdown(title: str, wall: float, record: dict, top: int = 8) -> str:
     lines.append(f"\nslowest operations (of {len(operations)}):")
     for took, name, hosts in sorted(operations, reverse=True)[:top]:
         lines.append(f"  {took:6.1f} s  {name} ({hosts} hosts)")
-    totals: dict[str, list[float]] = defaultdict(list)
-    for _, fact, seconds in record["facts"]:
-        totals[fact].append(seconds)
-    lines.append(f"facts while planning ({len(record['facts'])} calls), by total time:")
-    for fact, times in sorted(totals.items(), key=lambda item: -sum(item[1]))[:top]:
-        lines.append(
-            f"  {sum(times):6.1f} s  {fact}: {len(times)} calls, slowest {max(times):.2f} s"
-        )
+    for stage, doing in (("prepare", "planning"), ("execute", "executing")):
+        totals: dict[str, list[float]] = defaultdict(list)
+        for _, fact, seconds, when in record["facts"]:
+            if when == stage:
+                totals[fact].append(seconds)
+        calls = sum(len(times) for times in totals.values())
+        lines.append(f"facts while {doing} ({calls} calls), by total time:")
+        for fact, times in sorted(totals.items(), key=lambda item: -sum(item[1]))[:top]:
+            lines.append(
+                f"  {sum(times):6.1f} s  {fact}: {len(times)} calls, slowest {max(times):.2f} s"
+            )
     if waited:
         lines.append(
             "waiting for the other hosts while executing: "

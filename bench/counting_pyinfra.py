@@ -11,7 +11,8 @@ The record (read by `bench/converge.py --breakdown`) also holds:
 - ``stages``: when pyinfra entered each stage (connect, prepare = plan, execute, disconnect);
 - ``plan``: per host, the seconds each component's deploy function took while planning
   (its facts and its own work, with the other hosts' planning interleaved);
-- ``facts``: each fact call of the plan (host, fact, seconds);
+- ``facts``: each fact call (host, fact, seconds, stage): pyinfra runs an operation's
+  function again when it executes it, which may ask its facts again;
 - ``ops``: each operation of the execute stage: its name (``<component> | <operation>``),
   its wall time, and when each host finished it (hosts wait for the slowest before the
   next operation).
@@ -41,7 +42,7 @@ commands: Counter[str] = Counter()
 uploads: Counter[str] = Counter()
 stages: dict[str, float] = {}
 plan: dict[str, dict[str, float]] = defaultdict(dict)
-fact_calls: list[tuple[str, str, float]] = []
+fact_calls: list[tuple[str, str, float, str]] = []
 ops: dict[str, dict] = {}
 T0 = time.monotonic()
 
@@ -70,8 +71,8 @@ def _timed_fact(original):
         try:
             return original(state, host, cls, *args, **kwargs)
         finally:
-            if state.current_stage == StateStage.Prepare:
-                fact_calls.append((host.name, cls.__name__, time.monotonic() - start))
+            stage = StateStage(state.current_stage).name.lower()
+            fact_calls.append((host.name, cls.__name__, time.monotonic() - start, stage))
 
     return wrapper
 
