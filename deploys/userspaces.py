@@ -21,6 +21,7 @@ from pyinfra import host
 import kubi.userspaces
 from facts.userspaces import HomeFiles
 from kubi import kubeapi, ops
+from kubi.apply import ApiUnreachable
 from kubi.cluster_pki import cluster_pki
 from kubi.config import Platform
 from kubi.deploy import component, entry_script, platform
@@ -49,8 +50,11 @@ def userspaces() -> None:
     )
     tokens: dict[tuple[str, str], str | None] = {}
     if members:
-        with kubeapi.connected(declared()) as api:
-            tokens = kubi.userspaces.read_tokens(api, cfg)
+        try:
+            with kubeapi.connected(declared()) as api:
+                tokens = kubi.userspaces.read_tokens(api, cfg)
+        except ApiUnreachable:  # planned before the run makes the cluster: made at execution
+            pass
     ca = cluster_pki(for_platform(cfg)).ca.cert
     for person in people:
         spaces = members.get(person, [])

@@ -79,6 +79,11 @@ class ApplyError(Exception):
         self.status = status
 
 
+class ApiUnreachable(ApplyError):
+    """Nothing answered at the API's address: before the first converge made the cluster,
+    or while it is down."""
+
+
 class NotReady(Exception):
     """Objects not ready in time, or a failed Job; the message names each and says why."""
 
@@ -601,7 +606,7 @@ def _about(what: str) -> Iterator[None]:
             f"{what}: {error.status} {error.reason}: {_server_message(error)}", error.status
         ) from None
     except urllib3.exceptions.HTTPError as error:
-        raise ApplyError(f"{what}: the API server could not be reached: {error}") from None
+        raise ApiUnreachable(f"{what}: the API server could not be reached: {error}") from None
 
 
 def _server_message(error: ApiException) -> str:

@@ -79,6 +79,35 @@ class ManagedFile(FactBase):
         }
 
 
+class ManagedFiles(FactBase):
+    """
+    `ManagedFile` of several paths in one round trip: path -> what ManagedFile says.
+
+    .. code:: python
+
+        {"/etc/a.conf": {"type": "file", "mode": "644", ...}, "/etc/b.conf": None}
+    """
+
+    def command(self, paths: tuple[str, ...]) -> str:
+        one = ManagedFile()
+        return "\n".join(
+            f"echo {shlex.quote(f'@@ {path}')}; ( {one.command(path)} )" for path in paths
+        )
+
+    def process(self, output: list[str]) -> dict[str, dict[str, str] | None]:
+        found: dict[str, dict[str, str] | None] = {}
+        path: str | None = None
+        lines: list[str] = []
+        for line in [*output, "@@ "]:
+            if line.startswith("@@ "):
+                if path is not None:
+                    found[path] = ManagedFile().process(lines)
+                path, lines = line[3:], []
+            else:
+                lines.append(line)
+        return found
+
+
 class ServiceState(FactBase):
     """
     Whether a systemd unit is active and enabled, in one round trip:

@@ -6,6 +6,7 @@ only for what differs, so a converged host costs one round trip per operation.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import shlex
 import uuid
@@ -21,7 +22,7 @@ from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import FileContents
 
 from kubi.aptsource import APT_ENV, APT_OPTS, apt_get
-from kubi.facts import ManagedFile, ServiceState, folders_guard
+from kubi.facts import ManagedFile, ManagedFiles, ServiceState, folders_guard
 
 # With a non-root deploy account pyinfra uploads over SFTP as that account, then copies
 # with sudo. Its default staging file, /tmp/pyinfra-<hash of the destination>, is
@@ -40,37 +41,76 @@ REPAIR_DPKG = (
 
 # --- facts inside operations ----------------------------------------------------------------
 
-# (run, host, fact, arguments) -> the value planning saw
-_PLANNED: dict[tuple[int, str, str, tuple], Any] = {}
+# (run, host, fact, arguments) -> (the value, how many operations had changed the host when
+# it was asked)
+_ASKED: dict[tuple[int, str, str, tuple], tuple[Any, int]] = {}
+# (run, host) -> every path the host's ops.file and ops.file_once were called with
+_PATHS: dict[tuple[int, str], list[str]] = {}
 
 
 def planned_fact(cls: type, **kwargs: Any) -> Any:
-    """``host.get_fact(cls, **kwargs)`` for an operation's function, which pyinfra runs twice:
-    to plan, then again to execute it. While no operation of the run has changed this host
-    yet, what planning saw still holds, and it is used again instead of a new round trip:
-    a re-run that changes nothing asks each fact once. After a change on the host (a
-    package installed, a file written), the fact is asked again, so an operation sees what
-    earlier ones did."""
+    """``host.get_fact(cls, **kwargs)`` for an operation's function, asked once for as long
+    as nothing changes the host.
+
+    pyinfra runs an operation's function to plan it, then again to execute it, and every
+    operation of a run asks its own facts; a value stays true until an executed operation
+    changes the host (runs a command), and is asked again after that, so an operation
+    still sees what earlier ones did. A re-run that changes nothing asks each fact once."""
     state = ctx_state.get()
     if state is None:  # an operation's function called outside a pyinfra run (tests)
         return host.get_fact(cls, **kwargs)
     key = (id(state), host.name, cls.__name__, tuple(sorted(kwargs.items())))
-    if state.current_stage == StateStage.Execute:
-        if key in _PLANNED and not _changed_so_far(state):
-            return _PLANNED[key]
-        return host.get_fact(cls, **kwargs)
+    changes = _changes_so_far(state)
+    if key in _ASKED and _ASKED[key][1] == changes:
+        return _ASKED[key][0]
     value: Any = host.get_fact(cls, **kwargs)
-    _PLANNED[key] = value
+    _ASKED[key] = (value, changes)
     return value
 
 
-def _changed_so_far(state: Any) -> bool:
-    """Whether an operation already executed on this host ran any command."""
-    for op_data in state.ops[ctx_host.get()].values():
-        meta = op_data.operation_meta
-        if meta.is_complete() and meta.did_change():
-            return True
-    return False
+def _changes_so_far(state: Any) -> int:
+    """How many operations executed on this host so far ran a command (0 while planning)."""
+    if state.current_stage != StateStage.Execute:
+        return 0
+    return sum(
+        1
+        for op_data in state.ops[ctx_host.get()].values()
+        if op_data.operation_meta.is_complete() and op_data.operation_meta.did_change()
+    )
+
+
+def _managed_file(path: str) -> Any:
+    """The ManagedFile fact of `path`, asked with those of every other path this host's
+    file operations name (ManagedFiles, one round trip) the first time one is needed while
+    nothing changed the host: a converged host answers for all its files at once."""
+    state = ctx_state.get()
+    if state is None:
+        return host.get_fact(ManagedFile, path=path)
+    key = (id(state), host.name, ManagedFile.__name__, (("path", path),))
+    changes = _changes_so_far(state)
+    if key in _ASKED and _ASKED[key][1] == changes:
+        return _ASKED[key][0]
+    paths = tuple(dict.fromkeys([path, *_PATHS.get((id(state), host.name), [])]))
+    found = host.get_fact(ManagedFiles, paths=paths) if len(paths) > 1 else None
+    if found is None or path not in found:
+        return planned_fact(ManagedFile, path=path)
+    for each, value in found.items():
+        _ASKED[(id(state), host.name, ManagedFile.__name__, (("path", each),))] = (value, changes)
+    return found[path]
+
+
+def _naming_its_path(op: Any) -> Any:
+    """`op` (ops.file, ops.file_once), noting each path it is called with for this host, so
+    that `_managed_file` can ask about them all at once."""
+
+    @functools.wraps(op)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        state = ctx_state.get()
+        if state is not None and isinstance(kwargs.get("path"), str):
+            _PATHS.setdefault((id(state), host.name), []).append(kwargs["path"])
+        return op(*args, **kwargs)
+
+    return call
 
 
 @operation()
@@ -111,7 +151,7 @@ def file(
         ops.file(path="/etc/nginx/sites.conf.d/app.conf", content=text,
                  check="nginx -t", reload="systemctl reload nginx")
     """
-    current = planned_fact(ManagedFile, path=path)
+    current = _managed_file(path)
     kind = None if current is None else current.get("type", "file")
     # A link in the file's place may be removed (rm and mv act on the link itself, never on
     # what it points to); anything else but a regular file, or an unsafe folder, is refused.
@@ -457,7 +497,7 @@ def file_once(path: str, content: str):
 
         ops.file_once(path="/var/lib/kubi/charts/index.yaml", content="apiVersion: v1\n")
     """
-    current = planned_fact(ManagedFile, path=path)
+    current = _managed_file(path)
     if current is not None:
         if current.get("type") == "unsafe":
             yield _refuse(path, current)
@@ -543,11 +583,29 @@ def cluster_objects(
 
     platform = declared()
     name = platform.config.name
-    with kubeapi.connected(platform) as api:
-        planned = apply.apply(api, objects, component=component, platform=name, dry_run=True)
-        doomed = apply.prune(
-            api, objects, component=component, platform=name, kinds=kinds, dry_run=True
+
+    def converge() -> None:
+        with kubeapi.connected(platform) as api:
+            apply.apply(api, objects, component=component, platform=name)
+            apply.prune(api, objects, component=component, platform=name, kinds=kinds)
+            apply.wait_ready(api, objects, timeout)
+
+    try:
+        with kubeapi.connected(platform) as api:
+            planned = apply.apply(api, objects, component=component, platform=name, dry_run=True)
+            doomed = apply.prune(
+                api, objects, component=component, platform=name, kinds=kinds, dry_run=True
+            )
+    except apply.ApiUnreachable:
+        if ctx_state.get() is not None and ctx_state.get().current_stage == StateStage.Execute:
+            raise
+        # planned before the run made the cluster (a first converge): applied when executing
+        logger.info(
+            f"{host.name}: {component}: {len(objects)} objects, applied once the cluster's "
+            "API answers (not yet while planning)"
         )
+        yield FunctionCommand(converge, (), {})
+        return
     changes = [a for a in planned.objects if a.action != "unchanged"]
     if not changes and not doomed:
         host.noop(f"{component}: {len(planned.objects)} objects as rendered")
@@ -556,13 +614,6 @@ def cluster_objects(
         logger.info(f"{host.name}: {component}: {change}\n{change.diff.rstrip()}")
     for gone in doomed:
         logger.info(f"{host.name}: {component}: {gone}: pruned (no longer rendered)")
-
-    def converge() -> None:
-        with kubeapi.connected(platform) as api:
-            apply.apply(api, objects, component=component, platform=name)
-            apply.prune(api, objects, component=component, platform=name, kinds=kinds)
-            apply.wait_ready(api, objects, timeout)
-
     yield FunctionCommand(converge, (), {})
 
 
@@ -655,3 +706,9 @@ def home_file(
         f"trap 'rm -f {staged}' EXIT; "
         f"runuser -u {who} -- sh -c {shlex.quote(_WRITE_AS_PERSON)} sh {where} {mark} < {staged}"
     )
+
+
+# Each call notes its path for this host, so that a converged host's files are asked about
+# in one round trip (_managed_file).
+file = _naming_its_path(file)  # type: ignore[misc]
+file_once = _naming_its_path(file_once)  # type: ignore[misc]

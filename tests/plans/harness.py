@@ -18,6 +18,7 @@ from pyinfra.api.host import Host
 from pyinfra.api.state import StateStage
 from pyinfra.context import ctx_host, ctx_state
 
+from kubi.facts import ManagedFile, ManagedFiles
 from kubi.inventory import declare
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,9 +73,15 @@ def plan(
         state.activate_host(inventory.get_host(name))
 
     def fake_get_fact(self: Host, cls, *args, **kwargs):
+        if cls is ManagedFiles:  # several ManagedFile in one round trip: the case gives each
+            if reads is not None and self is host:
+                reads.append(cls.name)
+            return {p: fake_get_fact(self, ManagedFile, path=p, batched=True)
+                    for p in kwargs["paths"]}  # fmt: skip
+        batched = kwargs.pop("batched", False)
         # Facts of other hosts (e.g. their address) are looked up under "<host>:<fact>".
         table = facts.get(cls.name if self is host else f"{self.name}:{cls.name}")
-        if reads is not None and self is host:
+        if reads is not None and self is host and not batched:
             reads.append(cls.name)
         key = _fact_key(kwargs)
         if table is None or key not in table:
@@ -136,6 +143,8 @@ def run_order(
         state.activate_host(inventory.get_host(name))
 
     def fake_get_fact(self: Host, cls, *args, **kwargs):
+        if cls is ManagedFiles:  # several ManagedFile in one round trip: the case gives each
+            return {p: fake_get_fact(self, ManagedFile, path=p) for p in kwargs["paths"]}
         table = facts_of.get(self.name, {}).get(cls.name)
         key = _fact_key(kwargs)
         if table is None or key not in table:

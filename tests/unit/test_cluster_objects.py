@@ -93,3 +93,24 @@ def _data(api, namespace: str, name: str) -> dict | None:
         return dict(resource.get(name=name, namespace=namespace).data)
     except Exception:  # noqa: BLE001  (not found)
         return None
+
+
+def test_before_the_cluster_exists_the_objects_are_planned_from_the_render(
+    description, caplog, monkeypatch
+):
+    """A first converge plans before the run made the cluster: nothing answers at the API's
+    address, so the objects are shown as rendered and applied when executing."""
+    from contextlib import contextmanager
+
+    from kubi import apply
+
+    @contextmanager
+    def nothing_there(declared):
+        raise apply.ApiUnreachable("discovery at https://127.0.0.1:1: the API server could not")
+        yield
+
+    monkeypatch.setattr("kubi.kubeapi.connected", nothing_there)
+    (command,) = planned(description, objects("early-ns", a="1"))
+    assert isinstance(command, FunctionCommand)
+    said = "\n".join(r.getMessage() for r in caplog.records)
+    assert "in1: probe: 2 objects, applied once the cluster's API answers" in said

@@ -16,7 +16,7 @@ import pytest
 
 from facts.seed import SeedState
 from kubi import ops
-from kubi.facts import ManagedFile
+from kubi.facts import ManagedFile, ManagedFiles
 
 from .localrun import CommandFailed, LocalHost, execute, plan_op, run_op
 
@@ -48,6 +48,24 @@ def test_managed_file_fact(tmp_path):
     fact = local.get_fact(ManagedFile, path=str(path))
     assert fact["mode"] == "640" and (fact["user"], fact["group"]) == (USER, GROUP)
     assert fact["sha256"] == "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"
+
+
+def test_managed_files_answers_as_managed_file_for_each_path(tmp_path):
+    """The batched fact (a converged host's files in one round trip) says, for each path,
+    exactly what ManagedFile says of it alone, run for real here."""
+    (tmp_path / "plain").write_text("a\n")
+    (tmp_path / "link").symlink_to(tmp_path / "plain")
+    (tmp_path / "folder").mkdir()
+    unsafe = tmp_path / "open"
+    unsafe.mkdir()
+    unsafe.chmod(0o777)  # any user may put a link there: refused
+    paths = [str(tmp_path / n) for n in ("plain", "link", "folder", "absent", "open/f")]
+    paths.append(str(tmp_path / "with space 'and quote'"))
+    local = LocalHost()
+    alone = {path: local.get_fact(ManagedFile, path=path) for path in paths}
+    assert local.get_fact(ManagedFiles, paths=tuple(paths)) == alone
+    assert alone[paths[0]]["type"] == "file" and alone[paths[3]] is None
+    assert alone[paths[4]]["type"] == "unsafe"
 
 
 def test_file_write_is_idempotent_and_one_fact(tmp_path):
