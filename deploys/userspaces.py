@@ -79,7 +79,7 @@ def made_at_execution(cfg: Platform, person: str, ca: str) -> str:
     """`person`'s kubeconfig once the cluster filled their new tokens (bounded wait)."""
     wanted = [(space, person) for space in kubi.userspaces.memberships(cfg)[person]]
     deadline = time.monotonic() + TOKEN_WAIT
-    with kubeapi.connected(declared()) as api:
+    with kubeapi.answering(declared()) as api:
         while True:
             tokens = kubi.userspaces.read_tokens(api, cfg)
             missing = [f"{space}/{kubi.userspaces.token_secret(p)}" for space, p in wanted

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import datetime as dt
 import tempfile
+import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from kubi.secrets import for_platform
 USER = "kubi"
 GROUP = "kubeadm:cluster-admins"
 LIFETIME = dt.timedelta(hours=1)
+API_WAIT = 180.0  # seconds for a new cluster's API to answer through the input host
 
 
 def admin_certificate(ca: ClusterCa, now: dt.datetime | None = None) -> tuple[bytes, bytes]:
@@ -105,6 +107,31 @@ def connected(declared, connect: Callable[[str, dict], Any] | None = None) -> It
         with client.ApiClient(config) as api_client:
             _bounded(api_client)
             yield apply.dynamic_client(api_client)
+
+
+@contextmanager
+def answering(declared, wait: float = API_WAIT, pause: float = 3.0) -> Iterator[Any]:
+    """`connected`, once the API answers: within the run that made the cluster, it may not
+    answer yet (a control plane joining restarts the API servers), so kubi tries again for
+    up to `wait` seconds before the error."""
+    from kubi import apply
+
+    deadline = time.monotonic() + wait
+    while True:
+        stack = ExitStack()
+        try:
+            api = stack.enter_context(connected(declared))
+        except apply.ApiUnreachable as error:
+            stack.close()
+            if time.monotonic() > deadline:
+                raise apply.ApiUnreachable(
+                    f"{error} (for {wait:.0f} s): check the control planes (kubi check)"
+                ) from None
+            time.sleep(pause)
+            continue
+        break
+    with stack:
+        yield api
 
 
 def _bounded(api_client: Any) -> None:

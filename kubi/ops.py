@@ -585,7 +585,7 @@ def cluster_objects(
     name = platform.config.name
 
     def converge() -> None:
-        with kubeapi.connected(platform) as api:
+        with kubeapi.answering(platform) as api:
             apply.apply(api, objects, component=component, platform=name)
             apply.prune(api, objects, component=component, platform=name, kinds=kinds)
             apply.wait_ready(api, objects, timeout)
@@ -597,9 +597,8 @@ def cluster_objects(
                 api, objects, component=component, platform=name, kinds=kinds, dry_run=True
             )
     except apply.ApiUnreachable:
-        if ctx_state.get() is not None and ctx_state.get().current_stage == StateStage.Execute:
-            raise
-        # planned before the run made the cluster (a first converge): applied when executing
+        # planned before the run made the cluster (a first converge), or executed while its
+        # API servers restart (a control plane joining): applied once the API answers
         logger.info(
             f"{host.name}: {component}: {len(objects)} objects, applied once the cluster's "
             "API answers (not yet while planning)"

@@ -82,3 +82,33 @@ def test_a_server_that_stops_answering_fails_the_request_instead_of_holding_the_
             assert time.monotonic() - start < 10
     finally:
         silent.close()
+
+
+def test_answering_waits_for_a_new_clusters_api_then_gives_up_in_bounded_time(monkeypatch):
+    from contextlib import contextmanager
+
+    from kubi import apply
+
+    tries = []
+
+    @contextmanager
+    def flaky(declared):
+        tries.append(1)
+        if len(tries) < 3:  # the API servers restart while a control plane joins
+            raise apply.ApiUnreachable("discovery at https://127.0.0.1:1: could not be reached")
+        yield "api"
+
+    monkeypatch.setattr(kubeapi, "connected", flaky)
+    with kubeapi.answering(None, wait=5, pause=0.01) as api:
+        assert api == "api"
+    assert len(tries) == 3
+
+    @contextmanager
+    def never(declared):
+        raise apply.ApiUnreachable("discovery at https://127.0.0.1:1: could not be reached")
+        yield
+
+    monkeypatch.setattr(kubeapi, "connected", never)
+    refused = pytest.raises(apply.ApiUnreachable, match=r"\(for 0 s\): check the control")
+    with refused, kubeapi.answering(None, wait=0.2, pause=0.01):
+        pass
