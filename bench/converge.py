@@ -58,7 +58,10 @@ def converge(deploy: str) -> tuple[float, dict]:
         )
         elapsed = time.monotonic() - start
         if result.returncode:
-            sys.exit(f"pyinfra failed:\n{result.stderr[-4000:]}")
+            log = Path(tempfile.mkdtemp(prefix="kubi-bench-")) / "pyinfra.log"
+            log.write_text(result.stdout + result.stderr)
+            errors = [line for line in log.read_text().splitlines() if "rror" in line]
+            sys.exit(f"pyinfra failed (all of its output: {log}):\n" + "\n".join(errors[-40:]))
         return elapsed, json.loads(Path(counts.name).read_text())
 
 

@@ -238,7 +238,10 @@ def key_install_command(source: AptSource, mirror: str | None, proxy: str | None
     return _sh(
         "tmp=$(mktemp -d) || exit 1; "
         'trap \'GNUPGHOME="$tmp" gpgconf --kill all 2>/dev/null; rm -rf "$tmp"\' EXIT; '
-        f"if ! err=$(curl -fsSL --retry 2 --connect-timeout 20 --max-time 120{via} "
+        # every error is tried again: a package proxy busy with every node at once resets
+        # or refuses a connection now and then (the lab lost nodes to one such refusal)
+        f"if ! err=$(curl -fsSL --retry 5 --retry-delay 2 --retry-all-errors "
+        f"--connect-timeout 20 --max-time 120{via} "
         f'-o "$tmp/key" {q(url)} 2>&1); then '
         f'printf \'%s (%s); %s\\n\' {q(unreachable)} "$(echo "$err" | tail -n 1)" {q(hint)} >&2; '
         "exit 1; fi; "

@@ -10,6 +10,7 @@ import functools
 import hashlib
 import shlex
 import uuid
+import weakref
 from collections.abc import Callable
 from io import BytesIO
 from typing import Any
@@ -41,11 +42,13 @@ REPAIR_DPKG = (
 
 # --- facts inside operations ----------------------------------------------------------------
 
-# (run, host, fact, arguments) -> (the value, how many operations had changed the host when
-# it was asked)
-_ASKED: dict[tuple[int, str, str, tuple], tuple[Any, int]] = {}
-# (run, host) -> every path the host's ops.file and ops.file_once were called with
-_PATHS: dict[tuple[int, str], list[str]] = {}
+# Per run (pyinfra's State; forgotten with it): (host, fact, arguments) -> (the value, how
+# many operations had changed the host when it was asked)
+_ASKED: weakref.WeakKeyDictionary[Any, dict[tuple[str, str, tuple], tuple[Any, int]]] = (
+    weakref.WeakKeyDictionary()
+)
+# Per run: host -> every path the host's ops.file and ops.file_once were called with
+_PATHS: weakref.WeakKeyDictionary[Any, dict[str, list[str]]] = weakref.WeakKeyDictionary()
 
 
 def planned_fact(cls: type, **kwargs: Any) -> Any:
@@ -56,16 +59,26 @@ def planned_fact(cls: type, **kwargs: Any) -> Any:
     operation of a run asks its own facts; a value stays true until an executed operation
     changes the host (runs a command), and is asked again after that, so an operation
     still sees what earlier ones did. A re-run that changes nothing asks each fact once."""
-    state = ctx_state.get()
-    if state is None:  # an operation's function called outside a pyinfra run (tests)
+    state = _run()
+    if state is None:
         return host.get_fact(cls, **kwargs)
-    key = (id(state), host.name, cls.__name__, tuple(sorted(kwargs.items())))
+    asked = _ASKED.setdefault(state, {})
+    key = (host.name, cls.__name__, tuple(sorted(kwargs.items())))
     changes = _changes_so_far(state)
-    if key in _ASKED and _ASKED[key][1] == changes:
-        return _ASKED[key][0]
+    if key in asked and asked[key][1] == changes:
+        return asked[key][0]
     value: Any = host.get_fact(cls, **kwargs)
-    _ASKED[key] = (value, changes)
+    asked[key] = (value, changes)
     return value
+
+
+def _run() -> Any:
+    """The pyinfra run (State) the current host is part of; None for an operation's function
+    called outside one (tests run them on this machine)."""
+    state = ctx_state.get()
+    if state is None or ctx_host.get() not in state.ops:
+        return None
+    return state
 
 
 def _changes_so_far(state: Any) -> int:
@@ -83,19 +96,20 @@ def _managed_file(path: str) -> Any:
     """The ManagedFile fact of `path`, asked with those of every other path this host's
     file operations name (ManagedFiles, one round trip) the first time one is needed while
     nothing changed the host: a converged host answers for all its files at once."""
-    state = ctx_state.get()
+    state = _run()
     if state is None:
         return host.get_fact(ManagedFile, path=path)
-    key = (id(state), host.name, ManagedFile.__name__, (("path", path),))
+    asked = _ASKED.setdefault(state, {})
+    key = (host.name, ManagedFile.__name__, (("path", path),))
     changes = _changes_so_far(state)
-    if key in _ASKED and _ASKED[key][1] == changes:
-        return _ASKED[key][0]
-    paths = tuple(dict.fromkeys([path, *_PATHS.get((id(state), host.name), [])]))
+    if key in asked and asked[key][1] == changes:
+        return asked[key][0]
+    paths = tuple(dict.fromkeys([path, *_PATHS.get(state, {}).get(host.name, [])]))
     found = host.get_fact(ManagedFiles, paths=paths) if len(paths) > 1 else None
     if found is None or path not in found:
         return planned_fact(ManagedFile, path=path)
     for each, value in found.items():
-        _ASKED[(id(state), host.name, ManagedFile.__name__, (("path", each),))] = (value, changes)
+        asked[(host.name, ManagedFile.__name__, (("path", each),))] = (value, changes)
     return found[path]
 
 
@@ -105,9 +119,9 @@ def _naming_its_path(op: Any) -> Any:
 
     @functools.wraps(op)
     def call(*args: Any, **kwargs: Any) -> Any:
-        state = ctx_state.get()
+        state = _run()
         if state is not None and isinstance(kwargs.get("path"), str):
-            _PATHS.setdefault((id(state), host.name), []).append(kwargs["path"])
+            _PATHS.setdefault(state, {}).setdefault(host.name, []).append(kwargs["path"])
         return op(*args, **kwargs)
 
     return call

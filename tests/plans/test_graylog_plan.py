@@ -181,7 +181,8 @@ def test_fresh_output_host(description, tmp_path):
     ]
     [key] = commands(lines, "repository key opensearch (C5B7498965EFD1C2924BA9D539D319879310D3FC)")
     assert (
-        "curl -fsSL --retry 2 --connect-timeout 20 --max-time 120 --proxy http://10.20.0.1:3142 "
+        "curl -fsSL --retry 5 --retry-delay 2 --retry-all-errors --connect-timeout 20 "
+        "--max-time 120 --proxy http://10.20.0.1:3142 "
         '-o "$tmp/key" http://HTTPS///artifacts.opensearch.org/publickeys/opensearch.pgp'
     ) in key
     assert "gpg --batch --export C5B7498965EFD1C2924BA9D539D319879310D3FC" in key
