@@ -88,6 +88,10 @@ def component(name: str) -> Callable[[Callable[[], None]], Callable[..., Any]]:
             try:
                 dropout.watch(this)
                 _lock_this_host()
+                # pyinfra orders operations host by host: without an operation every host
+                # shares here, one host would start this component before the others end
+                # the components before it (a userspace applied before the cluster exists).
+                ops.barrier(name="every host done with the components before")
                 if not set(me().roles) & set(spec.roles):
                     return
                 if not platform().enabled(name):
@@ -179,6 +183,30 @@ def entry_script(module_name: str) -> bool:
 
 
 def deploy_function(spec: components.Component) -> Callable[..., Any]:
-    """The deploy function of a component: ``deploys.<name>.<name>``."""
+    """The deploy function of a component, ``deploys.<name>.<name>``, called so that its
+    operations come after those of the components before it in the list (`_in_order`)."""
     module = importlib.import_module(f"deploys.{spec.name}")
-    return getattr(module, spec.name)
+    position = components.NAMES.index(spec.name)
+    return functools.partial(_in_order, position, getattr(module, spec.name))
+
+
+def _in_order(position: int, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call `function` from a frame whose line number is `position` + 1.
+
+    pyinfra orders a run's operations by the line numbers of the stack that made each one:
+    the deploy file's line, then every frame below it, whatever its file, and a loop's
+    position only last. Components all called from one line of deploys/all.py would then
+    interleave by the line numbers of their own files (a userspace applied before the
+    cluster exists). This frame, right below that line, puts the component's position in
+    the list first."""
+    scope = {"function": function, "args": args, "kwargs": kwargs}
+    exec(_ORDER_STUBS.setdefault(position, _order_stub(position)), scope)  # noqa: S102
+    return scope["result"]
+
+
+_ORDER_STUBS: dict[int, Any] = {}
+
+
+def _order_stub(position: int) -> Any:
+    # one statement on line `position` + 1 of a code object of its own
+    return compile("\n" * position + "result = function(*args, **kwargs)", "<kubi order>", "exec")

@@ -127,6 +127,20 @@ def _naming_its_path(op: Any) -> Any:
     return call
 
 
+@operation(is_idempotent=True)
+def barrier():
+    """
+    Nothing on the host: an operation that every host of the run has at the same place, so
+    that pyinfra, which orders each host's operations and lets hosts run ahead of each
+    other, executes it (and what follows) once every host finished what comes before it.
+
+    .. code:: python
+
+        ops.barrier(name="every host done with the components before")
+    """
+    yield from ()
+
+
 @operation()
 def file(
     path: str,

@@ -82,3 +82,33 @@ def test_a_component_plans_nothing_outside_its_roles():
 
     for host in ("in1", "repo1", "cp1", "w1"):
         assert plan("deploys/graylog.py", host, DESCRIPTION, {}) == []
+
+
+def test_a_components_operations_come_after_those_of_the_components_before_it(monkeypatch):
+    """pyinfra orders operations by the line numbers of the stack that made them, whatever
+    the files: a component later in the list whose operations sit on low lines of its own
+    file must still come after one earlier in the list with high lines."""
+    import types
+
+    import pyinfra
+    from pyinfra.api.util import get_operation_order_from_stack
+
+    from kubi.deploy import _in_order
+
+    run = types.SimpleNamespace(current_deploy_filename=__file__, current_op_file_number=0)
+    monkeypatch.setattr(pyinfra, "is_cli", True)
+
+    def low_line():
+        return get_operation_order_from_stack(run)
+
+    def padding():  # keeps high_line's call below low_line's in this file
+        return None
+
+    def high_line():
+        return get_operation_order_from_stack(run)
+
+    # one line, as deploys/all.py calls every component
+    earlier, later = _in_order(3, high_line), _in_order(5, low_line)
+    assert tuple(earlier) < tuple(later)
+    plain_high, plain_low = high_line(), low_line()
+    assert tuple(plain_low) < tuple(plain_high)  # without it, the other way round
