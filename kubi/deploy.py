@@ -193,12 +193,12 @@ def deploy_function(spec: components.Component) -> Callable[..., Any]:
 def _in_order(position: int, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Call `function` from a frame whose line number is `position` + 1.
 
-    pyinfra orders a run's operations by the line numbers of the stack that made each one:
-    the deploy file's line, then every frame below it, whatever its file, and a loop's
-    position only last. Components all called from one line of deploys/all.py would then
-    interleave by the line numbers of their own files (a userspace applied before the
-    cluster exists). This frame, right below that line, puts the component's position in
-    the list first."""
+    Where pyinfra may run several operations at one step, it takes them in the order of
+    the line numbers of the stack that made each one: the deploy file's line, then every
+    frame below it, whatever its file, and a loop's position only last. Components all
+    called from one line of deploys/all.py would then interleave by the line numbers of
+    their own files; this frame, right below that line, puts the component's position in
+    the list first. (Across hosts, the barrier at each component's start keeps the order.)"""
     scope = {"function": function, "args": args, "kwargs": kwargs}
     exec(_ORDER_STUBS.setdefault(position, _order_stub(position)), scope)  # noqa: S102
     return scope["result"]
