@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import time
 
-from pyinfra import host
-
 import kubi.userspaces
-from facts.userspaces import HomeFiles
 from kubi import kubeapi, ops
 from kubi.apply import ApiUnreachable
 from kubi.cluster_pki import cluster_pki
@@ -45,9 +42,6 @@ def userspaces() -> None:
     if not people:
         return
     members = kubi.userspaces.memberships(cfg)
-    found = host.get_fact(
-        HomeFiles, people=people, path=kubi.userspaces.KUBECONFIG, marker=kubi.userspaces.MARKER
-    )
     tokens: dict[tuple[str, str], str | None] = {}
     if members:
         try:
@@ -69,7 +63,7 @@ def userspaces() -> None:
             person=person,
             path=kubi.userspaces.KUBECONFIG,
             marker=kubi.userspaces.MARKER,
-            found=found.get(person, ("nouser", None)),
+            people=people,
             content=content,
             later=later,
         )

@@ -23,7 +23,7 @@ from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import FileContents
 
 from kubi.aptsource import APT_ENV, APT_OPTS, apt_get
-from kubi.facts import ManagedFile, ManagedFiles, ServiceState, folders_guard
+from kubi.facts import HomeFiles, ManagedFile, ManagedFiles, ServiceState, folders_guard
 
 # With a non-root deploy account pyinfra uploads over SFTP as that account, then copies
 # with sudo. Its default staging file, /tmp/pyinfra-<hash of the destination>, is
@@ -681,7 +681,7 @@ def home_file(
     person: str,
     path: str,
     marker: str,
-    found: tuple[str, str | None],
+    people: tuple[str, ...] = (),
     content: str | None = None,
     later: Callable[[], str] | None = None,
 ):
@@ -692,14 +692,17 @@ def home_file(
     + person: the account
     + path: the file, relative to the home (``.kube/config``)
     + marker: the file's first line, by which kubi knows its own files
-    + found: what the HomeFiles fact says of it (``("kubi", sha256)``, ``("absent", None)``..)
+    + people: every person whose file of that path the run manages on this host, asked
+      about in one round trip (HomeFiles); default: `person` alone
     + content: the file; None (and no `later`): remove it, when it is kubi's
     + later: instead of `content`, what makes it when the operation executes (a secret that
       earlier operations of the run create); the file is then always written
 
     A file there that kubi did not write is kept as ``<path>.before-kubi``.
     """
-    state, sha = found
+    # Asked when the operation runs: an account the run creates (bastion) exists by then.
+    asked = planned_fact(HomeFiles, people=people or (person,), path=path, marker=marker)
+    state, sha = asked.get(person, ("nouser", None))
     if state == "nouser":
         host.noop(f"{person} has no account here")
         return

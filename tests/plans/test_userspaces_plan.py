@@ -31,7 +31,7 @@ def on(description, tmp_path):
 
 def home(**found):
     people = {"alice": ("absent", None), "bob": ("absent", None), "olga": ("absent", None)}
-    return {"facts.userspaces.HomeFiles": {KEY: {**people, **found}}}
+    return {"kubi.facts.HomeFiles": {KEY: {**people, **found}}}
 
 
 def test_a_new_userspace_is_planned_then_its_kubeconfigs_made_at_execution(on, direct, caplog):

@@ -249,7 +249,7 @@ def test_a_workstation_kubeconfig_and_the_ssh_line_that_carries_it():
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="runuser needs root")
 def test_home_files_fact_reads_as_each_person():
-    from facts.userspaces import HomeFiles
+    from kubi.facts import HomeFiles
 
     folder = f".kubi-test-{uuid.uuid4().hex}"
     mine = Path.home() / folder
