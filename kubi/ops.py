@@ -62,14 +62,11 @@ def planned_fact(cls: type, **kwargs: Any) -> Any:
     state = _run()
     if state is None:
         return host.get_fact(cls, **kwargs)
-    asked = _ASKED.setdefault(state, {})
+    asked, changes = _ASKED.setdefault(state, {}), _changes_so_far(state)
     key = (host.name, cls.__name__, tuple(sorted(kwargs.items())))
-    changes = _changes_so_far(state)
-    if key in asked and asked[key][1] == changes:
-        return asked[key][0]
-    value: Any = host.get_fact(cls, **kwargs)
-    asked[key] = (value, changes)
-    return value
+    if key not in asked or asked[key][1] != changes:
+        asked[key] = (host.get_fact(cls, **kwargs), changes)
+    return asked[key][0]
 
 
 def _run() -> Any:
@@ -97,20 +94,16 @@ def _managed_file(path: str) -> Any:
     file operations name (ManagedFiles, one round trip) the first time one is needed while
     nothing changed the host: a converged host answers for all its files at once."""
     state = _run()
-    if state is None:
-        return host.get_fact(ManagedFile, path=path)
-    asked = _ASKED.setdefault(state, {})
-    key = (host.name, ManagedFile.__name__, (("path", path),))
-    changes = _changes_so_far(state)
-    if key in asked and asked[key][1] == changes:
-        return asked[key][0]
-    paths = tuple(dict.fromkeys([path, *_PATHS.get(state, {}).get(host.name, [])]))
-    found = host.get_fact(ManagedFiles, paths=paths) if len(paths) > 1 else None
-    if found is None or path not in found:
-        return planned_fact(ManagedFile, path=path)
-    for each, value in found.items():
-        asked[(host.name, ManagedFile.__name__, (("path", each),))] = (value, changes)
-    return found[path]
+    named = _PATHS.get(state, {}).get(host.name, []) if state is not None else []
+    paths = tuple(dict.fromkeys([path, *named]))
+    if state is not None and len(paths) > 1:
+        asked, changes = _ASKED.setdefault(state, {}), _changes_so_far(state)
+        key = (host.name, ManagedFile.__name__, (("path", path),))
+        if key not in asked or asked[key][1] != changes:
+            found = host.get_fact(ManagedFiles, paths=paths) or {}
+            for each, value in found.items():  # what planned_fact keeps for each path
+                asked[(host.name, ManagedFile.__name__, (("path", each),))] = (value, changes)
+    return planned_fact(ManagedFile, path=path)
 
 
 def _naming_its_path(op: Any) -> Any:

@@ -46,7 +46,7 @@ from kubi.config.nginx import NginxSettings
 from kubi.config.package_proxy import PackageProxySettings
 from kubi.config.registry import RegistrySettings
 from kubi.config.seed import SeedSettings
-from kubi.config.types import HostName, LocalPath, ProxyUrl, Section, full
+from kubi.config.types import HostName, LocalPath, ProxyUrl, Section, full, repeated
 from kubi.config.userspaces import UserspacesSettings
 from kubi.config.versions import Versions, kubernetes_end_of_life
 from kubi.roles import KUBERNETES_ROLES, ROLES, Role
@@ -106,8 +106,7 @@ class Settings(Section):
     @field_validator("users")
     @classmethod
     def _one_account_per_person(cls, users: list[User]) -> list[User]:
-        names = [user.name for user in users]
-        twice = sorted({name for name in names if names.count(name) > 1})
+        twice = repeated([user.name for user in users])
         if twice:
             raise ValueError(
                 f"{', '.join(map(repr, twice))} listed more than once: each person is one "

@@ -67,6 +67,11 @@ IMAGE_NAME = (
 IMAGE_PINNED = IMAGE_NAME + r"@(?P<digest>sha256:[0-9a-f]{64})"
 
 
+def repeated(names: list[str]) -> list[str]:
+    """The names that appear more than once, sorted (a list's validator names them)."""
+    return sorted({name for name in names if names.count(name) > 1})
+
+
 def has_control(value: str) -> bool:
     """Whether a string holds a control or invisible character (newline, CR, tab, NUL,
     DEL, Unicode line separators, zero-width characters)."""

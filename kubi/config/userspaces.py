@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, StrictInt, StrictStr, field_validator
 
-from kubi.config.types import Section, UnixName, full
+from kubi.config.types import Section, UnixName, full, repeated
 
 # A Kubernetes quantity as a quota or a limit range takes it: "500m", "2", "1.5", "8Gi".
 Quantity = Annotated[
@@ -86,7 +86,7 @@ class Userspace(Section):
     @field_validator("members")
     @classmethod
     def _once_each(cls, members: list[str]) -> list[str]:
-        twice = sorted({m for m in members if members.count(m) > 1})
+        twice = repeated(members)
         if twice:
             raise ValueError(f"names {', '.join(twice)} more than once")
         return members
@@ -110,8 +110,7 @@ class UserspacesSettings(Section):
     @field_validator("spaces")
     @classmethod
     def _one_namespace_each(cls, spaces: list[Userspace]) -> list[Userspace]:
-        names = [space.name for space in spaces]
-        twice = sorted({n for n in names if names.count(n) > 1})
+        twice = repeated([space.name for space in spaces])
         if twice:
             raise ValueError(f"userspace {', '.join(twice)} is declared more than once")
         return spaces
