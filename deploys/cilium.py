@@ -11,14 +11,11 @@ upstream) into the deployer's cache; its digest is checked either way.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from pyinfra import logger
 
 import kubi.cilium
-from kubi import helm, ops
-from kubi.config import Platform, matrices
+from kubi import helm, ops, upstream_charts
+from kubi.config import matrices
 from kubi.deploy import component, entry_script, platform
 
 
@@ -31,16 +28,13 @@ def cilium() -> None:
         )
         return
     pinned = matrices.upstream_chart(kubi.cilium.CHART)
-    minor = ".".join(cfg.versions.kubernetes.split(".")[:2])
-    if minor not in pinned.kubernetes:
-        tested = pinned.kubernetes
-        logger.warning(
-            f"cilium: Cilium {pinned.version} is tested upstream on Kubernetes {tested.low} "
-            f"to {tested.high}, not {minor} (kubi/config/upstream_charts.toml)"
-        )
+    untested = upstream_charts.untested(kubi.cilium.CHART, cfg)
+    if untested:
+        logger.warning(f"cilium: {untested}")
     try:
-        objects = kubi.cilium.render(cfg, charts_folder(cfg))
-    except (helm.HelmError, kubi.cilium.CiliumError) as problem:  # a download, a digest
+        archive = upstream_charts.archive(kubi.cilium.CHART, cfg.cilium)
+        objects = kubi.cilium.render(cfg, archive.parent)
+    except (helm.HelmError, upstream_charts.UpstreamChartError) as problem:
         logger.error(f"cilium: {problem}")
         raise SystemExit(1) from None
     kinds = sorted({(obj["apiVersion"], obj["kind"]) for obj in objects})
@@ -50,23 +44,6 @@ def cilium() -> None:
         objects=objects,
         kinds=kinds,
     )
-
-
-def charts_folder(cfg: Platform) -> Path:
-    """The folder holding the pinned archive: `cilium.charts`, else the deployer's cache,
-    where a missing archive is downloaded (and checked) first."""
-    if cfg.cilium.charts is not None:
-        return cfg.cilium.charts
-    pinned = matrices.upstream_chart(kubi.cilium.CHART)
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "kubi" / "charts"
-    if not (cache / kubi.cilium.archive_name()).is_file():
-        cache.mkdir(parents=True, exist_ok=True)
-        source = helm.RepoChart(
-            str(cfg.cilium.repository or pinned.repository), kubi.cilium.CHART,
-            pinned.version, pinned.digest,
-        )  # fmt: skip
-        helm.fetch(source, cache)
-    return cache
 
 
 if entry_script(__name__):

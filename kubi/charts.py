@@ -230,12 +230,14 @@ def publish(
     force: bool = False,
     kube_version: str | None = None,
     log: Callable[[str], object] = lambda line: None,
+    linted: bool = True,
 ) -> Published:
-    """Lint, package and publish `chart` (a folder or a .tgz) into the chart `store`."""
+    """Lint, package and publish `chart` (a folder or a .tgz) into the chart `store`.
+    `linted=False`: an upstream archive pinned by its digest, published as it is."""
     chart = Path(chart)
     if not chart.exists():
         raise ChartError(f"{chart} does not exist: give a chart folder or a .tgz archive")
-    for line in lint(chart, kube_version):
+    for line in lint(chart, kube_version) if linted else ():
         log(line)
     with tempfile.TemporaryDirectory(prefix="kubi-chart-") as tmp:
         work = Path(tmp)
@@ -275,6 +277,21 @@ def publish(
         raise ChartError(
             f"{INDEX} on {store.runner.where} kept changing during {RETRIES} attempts; try again"
         )
+
+
+def mirror(
+    archives: dict[str, Path], store: ChartStore, log: Callable[[str], object] = lambda line: None
+) -> list[Published]:
+    """Publish upstream chart archives (chart name -> its checked archive) as they are: the
+    repository's index then lists the very digest that kubi/config/upstream_charts.toml
+    pins. A name and version published with other content is refused, never replaced."""
+    done = []
+    for name in sorted(archives):
+        published = publish(archives[name], store, log=log, linted=False)
+        if published.name != name:
+            raise ChartError(f"{archives[name]} holds the chart {published.name}, not {name}")
+        done.append(published)
+    return done
 
 
 def _indexed(entries: dict, packaged: Packaged, archive: bytes | None) -> bool:

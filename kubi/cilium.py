@@ -19,41 +19,19 @@ The chart's images are pinned by digest in the chart itself (quay.io/cilium/...)
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
-from kubi import helm, policy
-from kubi.config import Platform, matrices
+from kubi import helm, policy, upstream_charts
+from kubi.config import Platform
 
 CHART = "cilium"
 RELEASE = "cilium"  # the name the chart's objects carry, as Helm would install it
 NAMESPACE = "kube-system"
 
 
-class CiliumError(Exception):
-    """The chart cannot be used; the message names the file and what to do."""
-
-
 def archive_name() -> str:
-    return f"{CHART}-{matrices.upstream_chart(CHART).version}.tgz"
-
-
-def checked_archive(folder: Path) -> Path:
-    """`folder`/cilium-<version>.tgz, once its sha256 is the pinned digest."""
-    pinned = matrices.upstream_chart(CHART)
-    path = folder / archive_name()
-    if not path.is_file():
-        raise CiliumError(
-            f"no {path}: put the chart archive there ({pinned.repository}{archive_name()})"
-        )
-    found = hashlib.sha256(path.read_bytes()).hexdigest()
-    if found != pinned.digest:
-        raise CiliumError(
-            f"{path}: sha256 {found}, not the pinned {pinned.digest} of cilium "
-            f"{pinned.version} (kubi/config/upstream_charts.toml); fetch it again"
-        )
-    return path
+    return upstream_charts.archive_name(CHART)
 
 
 def in_use(platform: Platform) -> bool:
@@ -71,14 +49,7 @@ def check_chart(platform: Platform) -> list[str]:
     before anything changes, like every other input of the config."""
     if not in_use(platform):
         return []
-    folder = platform.cilium.charts
-    if folder is None:
-        return []
-    try:
-        checked_archive(folder)
-    except CiliumError as problem:
-        return [f"cilium.charts: {problem}"]
-    return []
+    return upstream_charts.check_folder(CHART, platform.cilium, "cilium")
 
 
 def values(platform: Platform) -> dict[str, Any]:
@@ -112,7 +83,8 @@ def _resources(cpu: str, memory: str, memory_limit: str) -> dict[str, dict[str, 
 
 def render(platform: Platform, folder: Path) -> list[dict[str, Any]]:
     """Cilium's objects for `platform`, from the pinned chart archive in `folder`."""
-    return helm.template(checked_archive(folder), values(platform), RELEASE, NAMESPACE)
+    archive = upstream_charts.checked_archive(CHART, folder)
+    return helm.template(archive, values(platform), RELEASE, NAMESPACE)
 
 
 # The privileges of Cilium's pods (kubi/policy.py), as the pinned chart renders them: the

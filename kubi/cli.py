@@ -13,6 +13,7 @@ from kubi.config import ConfigError
 from kubi.etcd import SnapshotError
 from kubi.lab import LabError
 from kubi.ssh import SshError
+from kubi.upstream_charts import UpstreamChartError
 
 
 def _config_check(args: argparse.Namespace) -> int:
@@ -108,6 +109,28 @@ def _charts_publish(args: argparse.Namespace) -> int:
         f"{result.name} {result.version}: {what[result.outcome]} in "
         f"{registry.charts_url(declared.config)} ({result.charts} chart version(s) in the index)"
     )
+    return 0
+
+
+def _charts_mirror(args: argparse.Namespace) -> int:
+    from kubi import charts, registry, upstream_charts
+    from kubi.inventory import load
+
+    declared = load(args.inventory)
+    used = upstream_charts.used(declared.config)
+    if not used:
+        print("no component that is on renders an upstream chart: nothing to mirror")
+        return 0
+    # every archive, downloaded and checked, before anything is published
+    archives = {name: upstream_charts.archive(name, source) for name, source in used.items()}
+    store, host = charts.chart_store_for(declared)
+    try:
+        done = charts.mirror(archives, store, log=print)
+    finally:
+        host.close()
+    url = registry.charts_url(declared.config)
+    for result in done:
+        print(f"{result.name} {result.version}: {result.outcome} in {url}")
     return 0
 
 
@@ -314,6 +337,15 @@ def parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="replace a published version that has other content"
     )
     publish.set_defaults(func=_charts_publish)
+    mirror = charts_sub.add_parser(
+        "mirror",
+        help="publish the pinned upstream charts the platform's components render, as they "
+        "are (their digest checked), for a platform without the internet",
+    )
+    mirror.add_argument(
+        "--inventory", required=True, help="inventory of the platform, e.g. inventories/prod.py"
+    )
+    mirror.set_defaults(func=_charts_mirror)
 
     unlock = sub.add_parser(
         "unlock",
@@ -385,7 +417,14 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
         return 2
-    except (LabError, ChartError, SshError, ClusterOpError, SnapshotError) as exc:
+    except (
+        LabError,
+        ChartError,
+        SshError,
+        ClusterOpError,
+        SnapshotError,
+        UpstreamChartError,
+    ) as exc:
         # one clear message, no traceback
         print(f"kubi: {exc}", file=sys.stderr)
         return 1

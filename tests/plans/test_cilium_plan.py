@@ -45,7 +45,7 @@ def test_a_kubernetes_minor_upstream_does_not_test_cilium_on_is_said(on, direct,
     on["versions"] = {"kubernetes": "1.36.3"}  # the default; Cilium 1.19 is tested to 1.35
     plan("deploys/cilium.py", "in1", on, {})
     assert (
-        "cilium: Cilium 1.19.6 is tested upstream on Kubernetes 1.32 to 1.35, not 1.36 "
+        "cilium: cilium 1.19.6 is tested upstream on Kubernetes 1.32 to 1.35, not 1.36 "
         "(kubi/config/upstream_charts.toml)" in caplog.text
     )
     caplog.clear()

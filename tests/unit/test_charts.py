@@ -210,3 +210,80 @@ def test_archive_named_like_an_option_is_stored_as_a_file(store):
     assert Path(store.path, "-x-0.1.0.tgz").read_bytes() == b"archive"
     with pytest.raises(charts.ChartError, match="not a chart archive name"):
         store.commit("../escape.tgz", b"archive", index, index)
+
+
+# --- kubi charts mirror: the pinned upstream archives, as they are ---------------------------
+
+UPSTREAM = Path(os.environ.get("KUBI_LAB_CHARTS", "/var/cache/kubi-charts"))
+
+
+def cilium_inventory(tmp_path, charts_folder) -> Path:
+    inventory = tmp_path / "inv.py"
+    inventory.write_text(
+        "from kubi.inventory import declare\n"
+        "from tests.plans.conftest import DESCRIPTION\n"
+        f"declare(__file__, **DESCRIPTION, secrets_dir={str(tmp_path / 's')!r},\n"
+        "        kubernetes={'pod_network': 'cilium'},\n"
+        f"        cilium={{'charts': {str(charts_folder)!r}}})\n"
+    )
+    return inventory
+
+
+def test_mirror_publishes_the_pinned_archives_byte_for_byte(tmp_path, store, monkeypatch, capsys):
+    from kubi import upstream_charts
+    from kubi.config import matrices
+
+    name = upstream_charts.archive_name("cilium")
+    if not (UPSTREAM / name).is_file():
+        pytest.skip(f"no {UPSTREAM / name} (KUBI_LAB_CHARTS): see docs/lab.md")
+
+    class Host:
+        def close(self):
+            pass
+
+    monkeypatch.setattr(charts, "chart_store_for", lambda declared: (store, Host()))
+    inventory = cilium_inventory(tmp_path, UPSTREAM)
+    assert cli.main(["charts", "mirror", "--inventory", str(inventory)]) == 0
+    assert "cilium 1.19.6: published in https://repository.plan.kubi.internal/charts/" in (
+        capsys.readouterr().out
+    )
+    pinned = matrices.upstream_chart("cilium")
+    (entry,) = index_of(store)["entries"]["cilium"]
+    assert entry["digest"] == pinned.digest  # what every deployer's download checks
+    assert Path(store.path, name).read_bytes() == (UPSTREAM / name).read_bytes()
+    assert cli.main(["charts", "mirror", "--inventory", str(inventory)]) == 0
+    assert "cilium 1.19.6: unchanged" in capsys.readouterr().out
+
+
+def test_mirror_refuses_an_archive_that_is_not_the_pinned_one(tmp_path, store, monkeypatch, capsys):
+    from kubi import upstream_charts
+
+    folder = tmp_path / "copy"
+    folder.mkdir()
+    (folder / upstream_charts.archive_name("cilium")).write_bytes(b"not the chart")
+    monkeypatch.setattr(charts, "chart_store_for", lambda declared: pytest.fail("reached"))
+    inventory = cilium_inventory(tmp_path, folder)
+    # the config check already refuses the folder, naming the field (exit 2: the config)
+    assert cli.main(["charts", "mirror", "--inventory", str(inventory)]) == 2
+    err = capsys.readouterr().err
+    assert "cilium.charts: " in err and "not the pinned" in err
+    assert sorted(os.listdir(store.path)) == ["index.yaml"]
+
+
+def test_mirror_refuses_an_archive_of_another_chart(tmp_path, store):
+    archive = charts.package(make_chart(tmp_path / "src", name="other"), tmp_path).archive
+    with pytest.raises(ChartError, match="holds the chart other, not cilium"):
+        charts.mirror({"cilium": archive}, store)
+
+
+def test_mirror_with_no_upstream_chart_in_use_does_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(charts, "chart_store_for", lambda declared: pytest.fail("reached"))
+    inventory = tmp_path / "inv.py"
+    inventory.write_text(
+        "from kubi.inventory import declare\n"
+        "from tests.plans.conftest import DESCRIPTION\n"
+        f"declare(__file__, **DESCRIPTION, secrets_dir={str(tmp_path / 's')!r},\n"
+        "        components={'cilium': False})\n"
+    )
+    assert cli.main(["charts", "mirror", "--inventory", str(inventory)]) == 0
+    assert "nothing to mirror" in capsys.readouterr().out

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from kubi import apply, cilium
+from kubi import apply, cilium, upstream_charts
 from kubi.config import matrices
 from kubi.inventory import declare
 from tests.plans.conftest import DESCRIPTION
@@ -95,12 +95,14 @@ def test_an_archive_that_is_not_the_pinned_one_is_refused(platform, tmp_path):
     copy_ = tmp_path / cilium.archive_name()
     shutil.copy(CHARTS / cilium.archive_name(), copy_)
     copy_.write_bytes(copy_.read_bytes() + b"\0")
-    with pytest.raises(cilium.CiliumError, match=r"sha256 [0-9a-f]{64}, not the pinned"):
+    with pytest.raises(
+        upstream_charts.UpstreamChartError, match=r"sha256 [0-9a-f]{64}, not the pinned"
+    ):
         cilium.render(platform, tmp_path)
 
 
 def test_a_missing_archive_says_where_it_comes_from(platform, tmp_path):
-    with pytest.raises(cilium.CiliumError) as missing:
+    with pytest.raises(upstream_charts.UpstreamChartError) as missing:
         cilium.render(platform, tmp_path)
     assert str(missing.value) == (
         f"no {tmp_path / cilium.archive_name()}: put the chart archive there "
