@@ -14,7 +14,7 @@ from __future__ import annotations
 from pyinfra import logger
 
 import kubi.cilium
-from kubi import helm, ops, upstream_charts
+from kubi import ops, upstream_charts
 from kubi.config import matrices
 from kubi.deploy import component, entry_script, platform
 
@@ -28,15 +28,7 @@ def cilium() -> None:
         )
         return
     pinned = matrices.upstream_chart(kubi.cilium.CHART)
-    untested = upstream_charts.untested(kubi.cilium.CHART, cfg)
-    if untested:
-        logger.warning(f"cilium: {untested}")
-    try:
-        archive = upstream_charts.archive(kubi.cilium.CHART, cfg.cilium)
-        objects = kubi.cilium.render(cfg, archive.parent)
-    except (helm.HelmError, upstream_charts.UpstreamChartError) as problem:
-        logger.error(f"cilium: {problem}")
-        raise SystemExit(1) from None
+    objects = upstream_charts.rendered("cilium", kubi.cilium.CHART, cfg, kubi.cilium.render)
     kinds = sorted({(obj["apiVersion"], obj["kind"]) for obj in objects})
     ops.cluster_objects(
         name=f"Cilium {pinned.version}",

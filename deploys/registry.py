@@ -147,7 +147,7 @@ def registry() -> None:
         mirrored = kubi.images.from_platform_registry(cfg)
         for origin in kubi.images.upstream_registries(cfg):
             through = f"{registry_url}/v2/{origin}" if mirrored else None
-            hosts.append((origin, origin, f"https://{origin}", through))
+            hosts.append((origin, origin, kubi.images.server(origin), through))
         for name, upstream, server_url, host_url in hosts:
             content: str | None = None
             if host_url is not None:

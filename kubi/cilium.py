@@ -44,14 +44,6 @@ def in_use(platform: Platform) -> bool:
     )
 
 
-def check_chart(platform: Platform) -> list[str]:
-    """A config problem when `cilium.charts` is given without the pinned archive in it: said
-    before anything changes, like every other input of the config."""
-    if not in_use(platform):
-        return []
-    return upstream_charts.check_folder(CHART, platform.cilium, "cilium")
-
-
 def values(platform: Platform) -> dict[str, Any]:
     host, _, port = platform.api_endpoint.rpartition(":")
     nodes = [h for h in platform.hosts if h.is_kubernetes_node]

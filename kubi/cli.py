@@ -122,7 +122,10 @@ def _charts_mirror(args: argparse.Namespace) -> int:
         print("no component that is on renders an upstream chart: nothing to mirror")
         return 0
     # every archive, downloaded and checked, before anything is published
-    archives = {name: upstream_charts.archive(name, source) for name, source in used.items()}
+    archives = {
+        name: upstream_charts.archive(name, upstream_charts.source(declared.config, field))
+        for name, field in used.items()
+    }
     store, host = charts.chart_store_for(declared)
     try:
         done = charts.mirror(archives, store, log=print)

@@ -182,6 +182,14 @@ COMPONENTS: tuple[Component, ...] = (
         needs=("kubernetes", "cockpit", "bastion"),
     ),
     Component(
+        "ingress",
+        "the admin ingress (the platform's UIs, for the cockpit) and the public ingress "
+        "(applications, for your load balancer): NGINX Ingress Controller on NodePorts",
+        roles=("input",),
+        settings="ingress",
+        needs=("kubernetes", "cockpit"),
+    ),
+    Component(
         "charts",
         "the Helm chart repository, served by the registry's TLS server",
         roles=("repository",),

@@ -22,8 +22,10 @@ one line: no Go stack trace, URL credentials and secret-looking values replaced 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
+import tarfile
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -135,25 +137,29 @@ def fetch(chart: RepoChart, folder: Path) -> Path:
 
 
 def template(
-    chart: ChartSource, values: Mapping[str, Any] | None, release: str, namespace: str
+    chart: ChartSource,
+    values: Mapping[str, Any] | None,
+    release: str,
+    namespace: str,
+    crds: bool = True,
 ) -> list[dict[str, Any]]:
     """The objects `chart` renders for `release` in `namespace` with `values`, offline (no
     cluster: `lookup` finds nothing, capabilities are Helm's defaults), for kubi's own
-    dry run and checks. The chart's CRDs come first, then each template's objects, by
-    template path; hooks and tests are included, NOTES.txt is not. Objects are as Helm
-    renders them: a namespaced one may lack metadata.namespace (Helm puts it in
-    `namespace`)."""
+    dry run and checks. The chart's CRDs come first (unless `crds` is false: values that
+    turn off what uses them), then each template's objects, by template path; hooks and
+    tests are included, NOTES.txt is not. Objects are as Helm renders them: a namespaced
+    one may lack metadata.namespace (Helm puts it in `namespace`)."""
     what = _what(release, namespace)
     wanted = _plain(values, what)
     secrets = _secret_strings(wanted)
     with _loaded(chart, what, secrets) as loaded, _errors(what, "render", secrets):
-        crds = [(crd["filename"], crd["data"]) for crd in loaded.crds]
+        definitions = [(crd["filename"], crd["data"]) for crd in loaded.crds] if crds else []
         rendered = loaded.render(wanted, name=release, namespace=namespace)
     templates = sorted(
         (path, text) for path, text in rendered.items() if Path(path).name != "NOTES.txt"
     )
     objects = []
-    for source, text in [*crds, *templates]:
+    for source, text in [*definitions, *templates]:
         try:
             documents = list(yaml.safe_load_all(text))
         except yaml.YAMLError as error:  # its own message would quote the rendered line
@@ -349,7 +355,7 @@ def _cluster(kubeconfig: Path, namespace: str, what: str) -> Iterator[sdk.Config
 @contextmanager
 def _loaded(chart: ChartSource, what: str, secrets: set[str]) -> Iterator[sdk.Chart]:
     if isinstance(chart, RepoChart):
-        data = _download(chart, what)
+        data = _offline(_download(chart, what))
         with _errors(what, f"loading {chart}", secrets):
             loaded = sdk.Chart.load_archive(data)
         if (loaded.name, loaded.version) != (chart.name, chart.version.lstrip("v")):
@@ -365,9 +371,48 @@ def _loaded(chart: ChartSource, what: str, secrets: set[str]) -> Iterator[sdk.Ch
                 "first (kubi.helm.fetch)"
             )
         with _errors(what, f"loading chart {path}", secrets):
-            loaded = sdk.Chart.load(path)
+            if path.is_file():
+                loaded = sdk.Chart.load_archive(_offline(path.read_bytes()))
+            else:
+                loaded = sdk.Chart.load(path)
     with loaded:
         yield loaded
+
+
+def _offline(archive: bytes) -> bytes:
+    """The chart archive with its values schemas made offline: Helm fetches each remote
+    `$ref` (https://...) of a values.schema.json while it renders, and kubi renders without
+    the internet, the same on an air-gapped deployer. Those references (Kubernetes' own
+    schemas, for values copied into objects) are dropped; the rest of each schema still
+    checks the values, and the objects are checked against Kubernetes' schemas by the
+    unit tier and by the API server's dry run. An archive without them is returned as is."""
+    changed = False
+
+    def without_remote_refs(node: Any) -> Any:
+        nonlocal changed
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith(("http://", "https://")):
+                changed = True
+                node = {k: v for k, v in node.items() if k != "$ref"}
+            return {k: without_remote_refs(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [without_remote_refs(v) for v in node]
+        return node
+
+    out = io.BytesIO()
+    with (
+        tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as source,
+        tarfile.open(fileobj=out, mode="w:gz") as target,
+    ):
+        for member in source.getmembers():
+            file = source.extractfile(member) if member.isfile() else None
+            data = file.read() if file is not None else None
+            if data is not None and Path(member.name).name == "values.schema.json":
+                data = json.dumps(without_remote_refs(json.loads(data))).encode()
+                member.size = len(data)
+            target.addfile(member, io.BytesIO(data) if data is not None else None)
+    return out.getvalue() if changed else archive
 
 
 def _download(chart: RepoChart, what: str | None) -> bytes:

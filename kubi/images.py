@@ -18,7 +18,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from kubi import cilium
+from kubi import upstream_charts
 from kubi.config import Platform, matrices
 from kubi.config.types import IMAGE_NAME
 
@@ -89,9 +89,18 @@ def needed(platform: Platform) -> list[Image]:
     refs += [f"{KUBERNETES_REGISTRY}/etcd:{images.etcd}"]
     if platform.kubernetes.coredns:
         refs += [f"{KUBERNETES_REGISTRY}/coredns/coredns:{images.coredns}"]
-    if cilium.in_use(platform):
-        refs += matrices.upstream_chart(cilium.CHART).images
+    for chart in upstream_charts.used(platform):
+        refs += matrices.upstream_chart(chart).all_images
     return [Image(ref) for ref in refs]
+
+
+# Registries whose name is not where their API answers (containerd's hosts.toml `server`).
+_SERVERS = {"docker.io": "https://registry-1.docker.io"}
+
+
+def server(registry: str) -> str:
+    """The URL of an upstream registry's API."""
+    return _SERVERS.get(registry, f"https://{registry}")
 
 
 def upstream_registries(platform: Platform) -> list[str]:

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from kubi import helm
 from kubi.config import Platform, matrices
@@ -100,12 +102,53 @@ def untested(chart: str, platform: Platform) -> str | None:
     )
 
 
-def used(platform: Platform) -> dict[str, UpstreamChartSource]:
-    """The upstream charts the platform's components that are on render, with where each
-    comes from."""
-    import kubi.cilium
+def rendered(
+    component: str,
+    chart: str,
+    platform: Platform,
+    render: Callable[[Platform, Path], list[dict[str, Any]]],
+) -> list[dict[str, Any]]:
+    """`render(platform, folder)` with the folder holding the component's checked archive,
+    for its deploy: a warning when upstream does not test the release on the platform's
+    Kubernetes, and a one-line error (exit 1) when the archive cannot be had."""
+    from pyinfra import logger
 
-    found: dict[str, UpstreamChartSource] = {}
+    field = used(platform)[chart]
+    untested_here = untested(chart, platform)
+    if untested_here:
+        logger.warning(f"{component}: {untested_here}")
+    try:
+        return render(platform, archive(chart, source(platform, field)).parent)
+    except (helm.HelmError, UpstreamChartError) as problem:
+        logger.error(f"{component}: {problem}")
+        raise SystemExit(1) from None
+
+
+def used(platform: Platform) -> dict[str, str]:
+    """The upstream charts the platform's components that are on render: chart name -> the
+    settings field that says where its archive comes from (an `UpstreamChartSource`)."""
+    import kubi.cilium
+    import kubi.ingress
+
+    found = {}
     if kubi.cilium.in_use(platform):
-        found[kubi.cilium.CHART] = platform.cilium
+        found[kubi.cilium.CHART] = "cilium"
+    if kubi.ingress.in_use(platform):
+        found[kubi.ingress.CHART] = "ingress"
     return found
+
+
+def source(platform: Platform, field: str) -> UpstreamChartSource:
+    found = getattr(platform, field)
+    assert isinstance(found, UpstreamChartSource)
+    return found
+
+
+def check_folders(platform: Platform) -> list[str]:
+    """A config problem for each `<field>.charts` given without the pinned archive in it:
+    said before anything changes, like every other input of the config."""
+    return [
+        problem
+        for chart, field in used(platform).items()
+        for problem in check_folder(chart, source(platform, field), field)
+    ]

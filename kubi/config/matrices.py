@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from kubi.config.types import IMAGE_PINNED, Section, Series, Version, full
+from kubi.config.types import IMAGE_NAME, IMAGE_PINNED, Section, Series, Version, full
 
 DATA_DIR = Path(__file__).resolve().parent
 
@@ -228,6 +228,9 @@ ChartRepository = Annotated[
     ),
 ]
 ChartName = Annotated[StrictStr, AfterValidator(full(r"[a-z][a-z0-9-]{0,52}", "must be a name"))]
+ImageName = Annotated[
+    StrictStr, AfterValidator(full(IMAGE_NAME, "must be an image as <registry>/<path>:<tag>"))
+]
 PinnedImage = Annotated[
     StrictStr,
     AfterValidator(
@@ -245,7 +248,13 @@ class UpstreamChart(Section):
     version: Version
     digest: ChartDigest
     kubernetes: SeriesRange
-    images: list[PinnedImage]
+    images: list[PinnedImage] = []
+    # upstream publishes no digest for these: copied and run by tag until one is pinned
+    images_by_tag: list[ImageName] = []
+
+    @property
+    def all_images(self) -> list[str]:
+        return [*self.images, *self.images_by_tag]
 
 
 class UpstreamCharts(Section):

@@ -189,8 +189,18 @@ class Platform(Settings):
 
     @property
     def admin_ingress_nodes(self) -> tuple[Host, ...]:
-        """Workers that carry the admin ingress (a DaemonSet on every worker)."""
-        return self.role("workers")
+        """The nodes that carry the admin ingress (`ingress.admin_nodes`, else the workers)."""
+        return self._chosen(self.ingress.admin_nodes)
+
+    @property
+    def public_ingress_nodes(self) -> tuple[Host, ...]:
+        """The nodes that carry the public ingress (`ingress.public_nodes`, else the workers)."""
+        return self._chosen(self.ingress.public_nodes)
+
+    def _chosen(self, names: list[str] | None) -> tuple[Host, ...]:
+        if names is None:
+            return self.role("workers")
+        return tuple(h for h in self.hosts if h.name in names)
 
     def ui_hostname(self, ui: str) -> str:
         """Host name a UI answers to upstream, e.g. grafana.<domain> on the admin ingress."""
@@ -277,15 +287,17 @@ def _validate(raw: dict[str, Any], source: str, notices: bool) -> Platform:
         platform = _build(desc)
         problems += topology.check_hosts(platform)
         if not problems:
-            from kubi.cilium import check_chart  # they read the built platform
-            from kubi.containerd import check_support
+            from kubi.containerd import check_support  # they read the built platform
             from kubi.images import check_archives
+            from kubi.ingress import check_nodes
+            from kubi.upstream_charts import check_folders
             from kubi.userspaces import check_members
 
             problems += check_support(platform)
             problems += check_members(platform)
+            problems += check_nodes(platform)
             problems += check_archives(platform)
-            problems += check_chart(platform)
+            problems += check_folders(platform)
         if not problems:
             notice = kubernetes_end_of_life(platform.versions.kubernetes)
             if notice and notices:

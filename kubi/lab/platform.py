@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 import time
 import urllib.error
@@ -100,7 +101,9 @@ def _kubernetes_settings(description: dict, log: Log) -> None:
             f"({kubernetes.BIN_ENV}) or no lab mirror: the cluster is left out "
             "(components.kubernetes=false); see docs/lab.md"
         )
-        description["components"] = {"kubernetes": False, "cilium": False, "userspaces": False}
+        description["components"] = {
+            "kubernetes": False, "cilium": False, "userspaces": False, "ingress": False
+        }  # fmt: skip
         return
     # Nodes pull the images kubi lab up made through the platform registry, as an air-gapped
     # platform does (deploys/images.py copies them in).
@@ -108,6 +111,7 @@ def _kubernetes_settings(description: dict, log: Log) -> None:
     # still pass Cilium's objects through the lab's API server in a dry run.
     description["components"] = {"images": True, "cilium": False}
     description["images"] = {"archives": str(kubernetes.images_dir())}
+    _ingress_settings(description, log)
     # The lab's developer gets a userspace, and its kubeconfig on the input host.
     description["userspaces"] = {"spaces": [{"name": "lab-dev", "members": ["lab-dev"]}]}
     version = kubernetes.kubeadm_version(kubernetes.bin_dir()).removeprefix("v")
@@ -125,6 +129,30 @@ def _kubernetes_settings(description: dict, log: Log) -> None:
         # `https://[<IP>]:1234/` fail this check by an artefact of the toolchain.
         "ignore_preflight_errors": ["HTTPProxyCIDR"],
     }
+
+
+def _ingress_settings(description: dict, log: Log) -> None:
+    """The ingress controllers, when the machine holds their chart (KUBI_LAB_CHARTS) and
+    their image's OCI archive (beside the lab's own images); else off, said in one line."""
+    from kubi import ingress, upstream_charts
+    from kubi.config import matrices
+    from kubi.images import Image
+    from kubi.lab import kubernetes
+
+    charts = Path(os.environ.get("KUBI_LAB_CHARTS", "/var/cache/kubi-charts"))
+    wanted = [charts / upstream_charts.archive_name(ingress.CHART)] + [
+        kubernetes.images_dir() / Image(ref).archive_name
+        for ref in matrices.upstream_chart(ingress.CHART).all_images
+    ]
+    missing = [str(path) for path in wanted if not path.is_file()]
+    if missing:
+        log(
+            f"lab: notice: the ingress controllers' chart or image cannot be had here (no "
+            f"{', '.join(missing)}): the ingress is left out (components.ingress=false)"
+        )
+        description["components"]["ingress"] = False
+        return
+    description["ingress"] = {"charts": str(charts)}
 
 
 def _to_stderr(message: str) -> None:

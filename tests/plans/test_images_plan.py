@@ -28,6 +28,9 @@ REFS = [
 # Cilium's, the default pod network, pinned by digest as its chart renders them
 CILIUM = matrices.upstream_chart("cilium").images
 REFS += CILIUM
+# the ingress controllers', by tag (upstream publishes no digest for it)
+INGRESS = matrices.upstream_chart("nginx-ingress").all_images
+REFS += INGRESS
 
 
 def digest_of(ref: str) -> str:
@@ -77,7 +80,7 @@ def test_from_upstream_every_platform_of_each_image(on):
     # kept as it is, and tagged as its chart names it.
     agent = Image(CILIUM[0])
     assert agent.repository == "quay.io/cilium/cilium"
-    assert lines[len(REFS) - len(CILIUM)] == (
+    assert lines[REFS.index(agent.ref)] == (
         f"image {agent.ref}: sh -c 'skopeo copy --quiet --all --preserve-digests "
         f"--dest-tls-verify=false docker://quay.io/cilium/cilium@{agent.digest} "
         f"docker://127.0.0.1:5000/quay.io/cilium/cilium:{agent.tag}'"

@@ -40,14 +40,15 @@ def description(description, tmp_path):
 
 
 # with the images component: one per upstream registry of the platform's images (kubeadm's,
-# and Cilium's, the default pod network)
+# Cilium's, the default pod network, and the ingress controllers')
 MIRROR = "/etc/containerd/certs.d/registry.k8s.io/hosts.toml"
 QUAY = "/etc/containerd/certs.d/quay.io/hosts.toml"
+DOCKER = "/etc/containerd/certs.d/docker.io/hosts.toml"
 
 
 def fresh_facts(paths=REPO_FILES):
     return {
-        "kubi.facts.ManagedFile": {f"path={p}": None for p in (*paths, MIRROR, QUAY)},
+        "kubi.facts.ManagedFile": {f"path={p}": None for p in (*paths, MIRROR, QUAY, DOCKER)},
         "deb.DebPackages": {"_": {"nginx": ["1.22.1"]}},
         "files.Directory": {f"path={d}": None for d in DIRS},
         SERVICE: {"unit=docker-registry": {"active": False, "enabled": None}},
@@ -58,7 +59,7 @@ def converged_facts(description, host, paths=REPO_FILES):
     written = uploads(plan(DEPLOY, host, description, fresh_facts(paths)))
     modes = {p: "600" for p in ("/etc/nginx/tls/repository.pem", f"{CONTAINERD}/hosts.toml")}
     files = {f"path={p}": managed(c, modes.get(p, "644")) for p, c in written.items()}
-    files[f"path={MIRROR}"] = files[f"path={QUAY}"] = None
+    files[f"path={MIRROR}"] = files[f"path={QUAY}"] = files[f"path={DOCKER}"] = None
     for p in (
         "/etc/nginx/auth/repository-pull.htpasswd",
         "/etc/nginx/auth/repository-push.htpasswd",
@@ -226,6 +227,9 @@ def test_with_the_images_component_nodes_pull_upstream_names_through_the_registr
     quay = tomllib.loads(uploads(lines)[QUAY])
     assert quay["server"] == "https://quay.io"
     assert quay["host"][f"https://{ALIAS}/v2/quay.io"]["override_path"] is True
+    docker = tomllib.loads(uploads(lines)[DOCKER])
+    assert docker["server"] == "https://registry-1.docker.io"  # Docker Hub's API
+    assert docker["host"][f"https://{ALIAS}/v2/docker.io"]["override_path"] is True
     # Turned off again: the file goes, and the nodes pull from upstream.
     description["components"] = {}
     facts = fresh_facts(NODE_FILES)

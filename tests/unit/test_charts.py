@@ -223,7 +223,7 @@ def cilium_inventory(tmp_path, charts_folder) -> Path:
         "from kubi.inventory import declare\n"
         "from tests.plans.conftest import DESCRIPTION\n"
         f"declare(__file__, **DESCRIPTION, secrets_dir={str(tmp_path / 's')!r},\n"
-        "        kubernetes={'pod_network': 'cilium'},\n"
+        "        kubernetes={'pod_network': 'cilium'}, components={'ingress': False},\n"
         f"        cilium={{'charts': {str(charts_folder)!r}}})\n"
     )
     return inventory
@@ -283,7 +283,7 @@ def test_mirror_with_no_upstream_chart_in_use_does_nothing(tmp_path, monkeypatch
         "from kubi.inventory import declare\n"
         "from tests.plans.conftest import DESCRIPTION\n"
         f"declare(__file__, **DESCRIPTION, secrets_dir={str(tmp_path / 's')!r},\n"
-        "        components={'cilium': False})\n"
+        "        components={'cilium': False, 'ingress': False})\n"
     )
     assert cli.main(["charts", "mirror", "--inventory", str(inventory)]) == 0
     assert "nothing to mirror" in capsys.readouterr().out

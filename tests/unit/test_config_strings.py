@@ -77,6 +77,17 @@ def _charts_folder(d, v):
     d.setdefault("components", {})["cilium"] = False
 
 
+def _ingress(field: str):
+    """An ingress setting, with the component off: neither its nodes nor its archive are
+    checked then (the string's own type still is)."""
+
+    def put(d, v):
+        d.setdefault("ingress", {})[field] = v
+        d.setdefault("components", {})["ingress"] = False
+
+    return put
+
+
 def _nested(section: str, sub: str, field: str):
     return lambda d, v: d.setdefault(section, {}).setdefault(sub, {}).__setitem__(field, v)
 
@@ -250,6 +261,22 @@ SAMPLES: dict[str, tuple[str, Any, str]] = {
         _section("cilium", "repository"),
         "field 'cilium.repository'",
     ),
+    "ingress.charts": (str(Path(__file__).parent), _ingress("charts"), "ingress.charts"),
+    "ingress.repository": (
+        "https://charts.example.invalid/nginx/",
+        _ingress("repository"),
+        "field 'ingress.repository'",
+    ),
+    "ingress.admin_nodes[]": (
+        "w1.example.invalid",
+        lambda d, v: _ingress("admin_nodes")(d, [v]),
+        "ingress.admin_nodes.0",
+    ),
+    "ingress.public_nodes[]": (
+        "w1.example.invalid",
+        lambda d, v: _ingress("public_nodes")(d, [v]),
+        "ingress.public_nodes.0",
+    ),
     "userspaces.spaces[].name": ("team", _userspace("name"), "userspaces.spaces.0.name"),
     "userspaces.spaces[].members[]": (
         "alice",
@@ -374,6 +401,7 @@ LOCAL = {
     "secrets_dir",
     "images.archives",
     "cilium.charts",
+    "ingress.charts",
     "kubernetes.kubeadm_patches",
     "ssh.key",
     "ssh.known_hosts_file",
@@ -648,7 +676,12 @@ def test_containerd_is_not_checked_without_kubernetes():
         description(
             versions={"kubernetes": "1.36.3"},
             containerd={"source": "debian"},
-            components={"kubernetes": False, "cilium": False, "userspaces": False},
+            components={
+                "kubernetes": False,
+                "cilium": False,
+                "userspaces": False,
+                "ingress": False,
+            },
         )
     )
     assert platform.containerd.source == "debian"

@@ -60,13 +60,26 @@ def platform(**changes):
 def test_cilium_images_are_needed_only_when_it_is_the_pod_network():
     pinned = matrices.upstream_chart("cilium").images
     refs = [image.ref for image in images.needed(platform())]
-    assert refs[-len(pinned) :] == pinned
-    assert images.upstream_registries(platform()) == ["registry.k8s.io", "quay.io"]
+    assert [ref for ref in refs if ref in pinned] == pinned
+    registries = ["registry.k8s.io", "quay.io", "docker.io"]  # docker.io: the ingress
+    assert images.upstream_registries(platform()) == registries
     bridge = platform(kubernetes={"pod_network": "bridge"})
     assert not {image.ref for image in images.needed(bridge)} & set(pinned)
-    assert images.upstream_registries(bridge) == ["registry.k8s.io"]
+    assert images.upstream_registries(bridge) == ["registry.k8s.io", "docker.io"]
     off = platform(components={"cilium": False})
     assert not {image.ref for image in images.needed(off)} & set(pinned)
+
+
+def test_the_ingress_images_are_needed_only_with_the_ingress():
+    ingress = matrices.upstream_chart("nginx-ingress").all_images
+    assert ingress == ["docker.io/nginx/nginx-ingress:5.5.4"]
+    assert set(ingress) <= {image.ref for image in images.needed(platform())}
+    off = platform(components={"ingress": False})
+    assert not {image.ref for image in images.needed(off)} & set(ingress)
+    assert images.upstream_registries(off) == ["registry.k8s.io", "quay.io"]
+    # containerd asks Docker Hub's API where it answers, not at the name docker.io
+    assert images.server("docker.io") == "https://registry-1.docker.io"
+    assert images.server("quay.io") == "https://quay.io"
 
 
 def test_every_pin_of_the_chart_table_is_an_image_kubi_can_copy():

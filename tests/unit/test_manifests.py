@@ -21,7 +21,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 
-from kubi import cilium, policy, userspaces
+from kubi import cilium, ingress, policy, upstream_charts, userspaces
 from kubi.config import Platform
 from kubi.inventory import declare
 from tests.plans.conftest import DESCRIPTION
@@ -46,6 +46,11 @@ def platform(version: str | None = None) -> Platform:
 ADDONS: dict[str, tuple[Callable[[Platform], list[dict[str, Any]]], str | None, policy.Needs]] = {
     "userspaces": (userspaces.objects, None, {}),
     "cilium": (lambda p: cilium.render(p, CHARTS), cilium.archive_name(), cilium.NEEDS),
+    "ingress": (
+        lambda p: ingress.render(p, CHARTS),
+        upstream_charts.archive_name(ingress.CHART),
+        ingress.NEEDS,
+    ),
 }
 
 
