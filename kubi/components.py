@@ -190,6 +190,15 @@ COMPONENTS: tuple[Component, ...] = (
         needs=("kubernetes", "cockpit"),
     ),
     Component(
+        "dashboard",
+        "Headlamp, the Kubernetes dashboard, behind the admin ingress: everyone signs in "
+        "with their own token",
+        roles=("input",),
+        settings=None,
+        ui=(UiRoute("dashboard", "Kubernetes dashboard (Headlamp)", backend="admin_ingress"),),
+        needs=("kubernetes", "cockpit", "ingress"),
+    ),
+    Component(
         "charts",
         "the Helm chart repository, served by the registry's TLS server",
         roles=("repository",),
@@ -224,6 +233,32 @@ def get(name: str) -> Component:
     raise KeyError(f"no component {name!r}; the components are {', '.join(NAMES)}")
 
 
+def switched_on(switches: dict[str, bool]) -> set[str]:
+    """The components that are on: those the ``components`` switches turn on, and those on
+    by default while every component they need is on. So ``kubernetes: false`` alone
+    leaves out everything that runs in the cluster."""
+    on: set[str] = set()
+    for component in COMPONENTS:  # a component comes after the ones it needs
+        if component.name in switches:
+            if switches[component.name]:
+                on.add(component.name)
+        elif component.default and all(need in on for need in component.needs):
+            on.add(component.name)
+    return on
+
+
+def left_out(switches: dict[str, bool]) -> list[str]:
+    """A notice per component on by default that is off because a component it needs is."""
+    on = switched_on(switches)
+    notices = []
+    for c in COMPONENTS:
+        if c.default and c.name not in switches and c.name not in on:
+            off = [n for n in c.needs if n not in on]
+            which = "which is off" if len(off) == 1 else "which are off"
+            notices.append(f"components: {c.name} is off: it needs {' and '.join(off)}, {which}")
+    return notices
+
+
 def check_switches(switches: dict[str, bool]) -> list[str]:
     """Problems of the inventory's ``components`` switches: unknown names, and a component
     turned on while one it needs is off."""
@@ -238,7 +273,7 @@ def check_switches(switches: dict[str, bool]) -> list[str]:
                 f"field 'components.{name}': unknown component{hint}; the components are "
                 f"{', '.join(NAMES)}"
             )
-    on = {c.name for c in COMPONENTS if switches.get(c.name, c.default)}
+    on = switched_on({name: value for name, value in switches.items() if name in NAMES})
     for component in COMPONENTS:
         if component.name in on:
             for needed in component.needs:

@@ -18,7 +18,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from kubi import upstream_charts
+from kubi import dashboard, upstream_charts
 from kubi.config import Platform, matrices
 from kubi.config.types import IMAGE_NAME
 
@@ -91,6 +91,8 @@ def needed(platform: Platform) -> list[Image]:
         refs += [f"{KUBERNETES_REGISTRY}/coredns/coredns:{images.coredns}"]
     for chart in upstream_charts.used(platform):
         refs += matrices.upstream_chart(chart).all_images
+    if dashboard.in_use(platform):
+        refs += [dashboard.image()]
     return [Image(ref) for ref in refs]
 
 

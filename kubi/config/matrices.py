@@ -271,6 +271,24 @@ def upstream_chart(name: str) -> UpstreamChart:
     return upstream_charts().chart[name]
 
 
+class AddonImage(Section):
+    ref: PinnedImage
+
+
+class AddonImages(Section):
+    image: dict[ChartName, AddonImage]
+
+
+@cache
+def addon_images() -> AddonImages:
+    """The images of the add-ons kubi renders itself (kubi/config/addon_images.toml)."""
+    return load("addon_images", AddonImages)
+
+
+def addon_image(name: str) -> str:
+    return addon_images().image[name].ref
+
+
 class SystemAccounts(Section):
     """Names a person may never take, by where they come from."""
 

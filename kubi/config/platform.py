@@ -10,6 +10,7 @@ ranges; the checks that need several sections run last, once those are valid.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from ipaddress import IPv4Address
@@ -159,8 +160,14 @@ class Platform(Settings):
         return tuple(h for h in self.hosts if role in h.roles)
 
     def enabled(self, name: str) -> bool:
-        """Whether the component `name` is on (the `components` switch, else its default)."""
-        return self.components.get(name, component_list.get(name).default)
+        """Whether the component `name` is on (the `components` switch, else its default
+        while every component it needs is on)."""
+        component_list.get(name)  # an unknown name is a KeyError naming the components
+        return name in self._switched_on
+
+    @functools.cached_property
+    def _switched_on(self) -> set[str]:
+        return component_list.switched_on(self.components)
 
     @property
     def enabled_components(self) -> tuple[Component, ...]:
@@ -299,9 +306,11 @@ def _validate(raw: dict[str, Any], source: str, notices: bool) -> Platform:
             problems += check_archives(platform)
             problems += check_folders(platform)
         if not problems:
-            notice = kubernetes_end_of_life(platform.versions.kubernetes)
-            if notice and notices:
-                logger.warning(f"{source}: {notice}")
+            said = [kubernetes_end_of_life(platform.versions.kubernetes)]
+            said += component_list.left_out(desc.components)
+            for notice in said if notices else ():
+                if notice:
+                    logger.warning(f"{source}: {notice}")
             return platform
     raise errors.ConfigError(problems, source)
 

@@ -101,9 +101,7 @@ def _kubernetes_settings(description: dict, log: Log) -> None:
             f"({kubernetes.BIN_ENV}) or no lab mirror: the cluster is left out "
             "(components.kubernetes=false); see docs/lab.md"
         )
-        description["components"] = {
-            "kubernetes": False, "cilium": False, "userspaces": False, "ingress": False
-        }  # fmt: skip
+        description["components"] = {"kubernetes": False}  # and what runs in the cluster
         return
     # Nodes pull the images kubi lab up made through the platform registry, as an air-gapped
     # platform does (deploys/images.py copies them in).
@@ -150,7 +148,7 @@ def _ingress_settings(description: dict, log: Log) -> None:
             f"lab: notice: the ingress controllers' chart or image cannot be had here (no "
             f"{', '.join(missing)}): the ingress is left out (components.ingress=false)"
         )
-        description["components"]["ingress"] = False
+        description["components"]["ingress"] = False  # and the dashboard behind it
         return
     description["ingress"] = {"charts": str(charts)}
 

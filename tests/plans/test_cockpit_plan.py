@@ -58,13 +58,13 @@ def test_only_on_the_input_host(description, host):
 
 def test_routes_are_those_of_the_components_that_are_on(description, with_monitoring):
     """The cockpit renders what the list holds: no add-on, no route and no upstream."""
-    description["components"] = {"monitoring": False, "graylog": False}
+    description["components"] = {"monitoring": False, "graylog": False, "dashboard": False}
     site = uploads(plan("deploys/cockpit.py", "in1", description, facts()))[
         "/etc/nginx/sites.conf.d/cockpit.conf"
     ]
     assert "upstream cockpit_" not in site and "server_name localhost;" in site
     assert site.count("server_name") == 1 and ".localhost" not in site
-    description["components"] = {"graylog": False}
+    description["components"] = {"graylog": False, "dashboard": False}
     site = uploads(plan("deploys/cockpit.py", "in1", description, facts()))[
         "/etc/nginx/sites.conf.d/cockpit.conf"
     ]

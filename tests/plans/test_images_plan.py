@@ -31,6 +31,7 @@ REFS += CILIUM
 # the ingress controllers', by tag (upstream publishes no digest for it)
 INGRESS = matrices.upstream_chart("nginx-ingress").all_images
 REFS += INGRESS
+REFS += [matrices.addon_image("dashboard")]  # Headlamp, pinned by digest
 
 
 def digest_of(ref: str) -> str:

@@ -40,15 +40,16 @@ def description(description, tmp_path):
 
 
 # with the images component: one per upstream registry of the platform's images (kubeadm's,
-# Cilium's, the default pod network, and the ingress controllers')
+# Cilium's, the default pod network, the ingress controllers' and the dashboard's)
 MIRROR = "/etc/containerd/certs.d/registry.k8s.io/hosts.toml"
 QUAY = "/etc/containerd/certs.d/quay.io/hosts.toml"
 DOCKER = "/etc/containerd/certs.d/docker.io/hosts.toml"
+GHCR = "/etc/containerd/certs.d/ghcr.io/hosts.toml"
 
 
 def fresh_facts(paths=REPO_FILES):
     return {
-        "kubi.facts.ManagedFile": {f"path={p}": None for p in (*paths, MIRROR, QUAY, DOCKER)},
+        "kubi.facts.ManagedFile": {f"path={p}": None for p in (*paths, MIRROR, QUAY, DOCKER, GHCR)},
         "deb.DebPackages": {"_": {"nginx": ["1.22.1"]}},
         "files.Directory": {f"path={d}": None for d in DIRS},
         SERVICE: {"unit=docker-registry": {"active": False, "enabled": None}},
@@ -59,7 +60,8 @@ def converged_facts(description, host, paths=REPO_FILES):
     written = uploads(plan(DEPLOY, host, description, fresh_facts(paths)))
     modes = {p: "600" for p in ("/etc/nginx/tls/repository.pem", f"{CONTAINERD}/hosts.toml")}
     files = {f"path={p}": managed(c, modes.get(p, "644")) for p, c in written.items()}
-    files[f"path={MIRROR}"] = files[f"path={QUAY}"] = files[f"path={DOCKER}"] = None
+    for mirrored in (MIRROR, QUAY, DOCKER, GHCR):
+        files[f"path={mirrored}"] = None
     for p in (
         "/etc/nginx/auth/repository-pull.htpasswd",
         "/etc/nginx/auth/repository-push.htpasswd",

@@ -48,9 +48,24 @@ def test_unknown_or_broken_switches_are_refused():
         validate(raw, source="t")
     message = str(refused.value)
     assert "field 'components.graylgo': unknown component (did you mean 'graylog'?)" in message
-    # nginx off while the components that need it stay on: each one named.
+    # nginx off while the components that need it are switched on: each one named.
+    raw["components"] = {"nginx": False, "cockpit": True, "registry": True, "graylog": True}
+    with pytest.raises(Exception) as refused:
+        validate(raw, source="t")
     for user in ("cockpit", "registry", "graylog"):
-        assert f"{user} is on but nginx, which it needs, is off" in message
+        assert f"{user} is on but nginx, which it needs, is off" in str(refused.value)
+
+
+def test_components_left_out_with_what_they_need_are_said(caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING):
+        platform = validate({**DESCRIPTION, "components": {"nginx": False}}, source="t")
+    assert not platform.enabled("cockpit") and not platform.enabled("registry")
+    said = caplog.text
+    assert "t: components: cockpit is off: it needs nginx, which is off" in said
+    assert "t: components: kubernetes is off: it needs containerd, which is off" in said
+    assert "t: components: cilium is off: it needs kubernetes and cockpit, which are off" in said
 
 
 def test_switches_pick_the_components_in_order():
@@ -58,8 +73,22 @@ def test_switches_pick_the_components_in_order():
     assert [c.name for c in platform.enabled_components] == [
         c.name for c in components.COMPONENTS if c.default and c.name != "graylog"
     ]
-    assert platform.ui_routes == ()
-    assert [r.name for r in validate(DESCRIPTION, source="t").ui_routes] == ["graylog"]
+    assert [r.name for r in platform.ui_routes] == ["dashboard"]
+    assert [r.name for r in validate(DESCRIPTION, source="t").ui_routes] == [
+        "dashboard", "graylog"
+    ]  # fmt: skip
+
+
+def test_what_runs_in_the_cluster_is_off_with_kubernetes_unless_switched_on():
+    off = validate({**DESCRIPTION, "components": {"kubernetes": False}}, source="t")
+    for name in ("cilium", "userspaces", "ingress", "dashboard"):
+        assert not off.enabled(name), name
+    assert off.enabled("containerd") and off.enabled("cockpit")
+    # switched on by name, a component whose need is off is a config error, as before
+    with pytest.raises(Exception, match="ingress is on but kubernetes, which it needs, is off"):
+        validate({**DESCRIPTION, "components": {"kubernetes": False, "ingress": True}}, "t")
+    # and the dashboard follows the ingress it is reached through
+    assert not validate({**DESCRIPTION, "components": {"ingress": False}}, "t").enabled("dashboard")
 
 
 def test_a_component_that_is_off_changes_nothing_and_says_so(caplog):

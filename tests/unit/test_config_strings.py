@@ -83,7 +83,7 @@ def _ingress(field: str):
 
     def put(d, v):
         d.setdefault("ingress", {})[field] = v
-        d.setdefault("components", {})["ingress"] = False
+        d.setdefault("components", {}).update(ingress=False, dashboard=False)
 
     return put
 
@@ -676,12 +676,7 @@ def test_containerd_is_not_checked_without_kubernetes():
         description(
             versions={"kubernetes": "1.36.3"},
             containerd={"source": "debian"},
-            components={
-                "kubernetes": False,
-                "cilium": False,
-                "userspaces": False,
-                "ingress": False,
-            },
+            components={"kubernetes": False},  # and so what runs in the cluster
         )
     )
     assert platform.containerd.source == "debian"

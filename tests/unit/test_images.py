@@ -61,11 +61,12 @@ def test_cilium_images_are_needed_only_when_it_is_the_pod_network():
     pinned = matrices.upstream_chart("cilium").images
     refs = [image.ref for image in images.needed(platform())]
     assert [ref for ref in refs if ref in pinned] == pinned
-    registries = ["registry.k8s.io", "quay.io", "docker.io"]  # docker.io: the ingress
+    # docker.io: the ingress; ghcr.io: the dashboard
+    registries = ["registry.k8s.io", "quay.io", "docker.io", "ghcr.io"]
     assert images.upstream_registries(platform()) == registries
     bridge = platform(kubernetes={"pod_network": "bridge"})
     assert not {image.ref for image in images.needed(bridge)} & set(pinned)
-    assert images.upstream_registries(bridge) == ["registry.k8s.io", "docker.io"]
+    assert images.upstream_registries(bridge) == ["registry.k8s.io", "docker.io", "ghcr.io"]
     off = platform(components={"cilium": False})
     assert not {image.ref for image in images.needed(off)} & set(pinned)
 
@@ -74,9 +75,17 @@ def test_the_ingress_images_are_needed_only_with_the_ingress():
     ingress = matrices.upstream_chart("nginx-ingress").all_images
     assert ingress == ["docker.io/nginx/nginx-ingress:5.5.4"]
     assert set(ingress) <= {image.ref for image in images.needed(platform())}
-    off = platform(components={"ingress": False})
+    off = platform(components={"ingress": False, "dashboard": False})
     assert not {image.ref for image in images.needed(off)} & set(ingress)
     assert images.upstream_registries(off) == ["registry.k8s.io", "quay.io"]
+
+
+def test_the_dashboard_image_is_needed_only_with_the_dashboard():
+    headlamp = matrices.addon_image("dashboard")
+    assert Image(headlamp).digest is not None  # pinned by digest
+    assert headlamp in {image.ref for image in images.needed(platform())}
+    off = platform(components={"dashboard": False})
+    assert headlamp not in {image.ref for image in images.needed(off)}
     # containerd asks Docker Hub's API where it answers, not at the name docker.io
     assert images.server("docker.io") == "https://registry-1.docker.io"
     assert images.server("quay.io") == "https://quay.io"

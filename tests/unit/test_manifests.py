@@ -21,7 +21,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 
-from kubi import cilium, ingress, policy, upstream_charts, userspaces
+from kubi import cilium, dashboard, ingress, policy, upstream_charts, userspaces
 from kubi.config import Platform
 from kubi.inventory import declare
 from tests.plans.conftest import DESCRIPTION
@@ -45,6 +45,7 @@ def platform(version: str | None = None) -> Platform:
 # add-on -> (its render, the archive it needs or None, its declared privileges)
 ADDONS: dict[str, tuple[Callable[[Platform], list[dict[str, Any]]], str | None, policy.Needs]] = {
     "userspaces": (userspaces.objects, None, {}),
+    "dashboard": (dashboard.objects, None, dashboard.NEEDS),
     "cilium": (lambda p: cilium.render(p, CHARTS), cilium.archive_name(), cilium.NEEDS),
     "ingress": (
         lambda p: ingress.render(p, CHARTS),
