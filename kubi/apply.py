@@ -43,6 +43,7 @@ LABELS = (MANAGED_BY, COMPONENT, PLATFORM)  # the keys; `labels` gives their val
 REQUEST_TIMEOUT = 30.0  # seconds, for one request
 CRD_TIMEOUT = 30.0  # for a CRD to be Established and served, before its first resource
 POLL = 0.5  # seconds between two looks at objects that are not ready
+PULL_CHECK = 5.0  # seconds between two looks for pods waiting on a missing image
 EXPLAIN_TIMEOUT = 5.0  # for one request that looks for why an object is not ready
 NOISE = ("managedFields", "resourceVersion", "generation", "uid", "creationTimestamp")
 
@@ -367,10 +368,12 @@ def _identity(obj: Object) -> tuple[str, str, str, str]:
 def wait_ready(api: DynamicClient, objects: Iterable[Object], timeout: float) -> None:
     """Wait until every CRD is Established, Deployment, StatefulSet and DaemonSet rolled out
     and Job complete; other kinds are ready once applied. NotReady after `timeout` seconds,
-    naming each object still not ready and why (its pods, the last warnings), or at once
-    when a Job failed."""
+    naming each object still not ready and why (its pods, the last warnings); at once when
+    a Job failed, and as soon as a pod waits for an image its registry does not have (one
+    line per object: waiting would not make the image appear)."""
     deadline = time.monotonic() + timeout
     pending = [obj for obj in objects if _group_kind(obj) in _READINESS]
+    next_pull_check = time.monotonic()
     while True:
         waiting: list[tuple[Object, dict[str, Any] | None, str]] = []
         for obj in pending:
@@ -391,6 +394,15 @@ def wait_ready(api: DynamicClient, objects: Iterable[Object], timeout: float) ->
                 waiting.append((obj, live, summary))
         if not waiting:
             return
+        if time.monotonic() >= next_pull_check:  # a few calls per object: not at every poll
+            next_pull_check = time.monotonic() + PULL_CHECK
+            missing = [
+                f"{describe(obj)}: {line}"
+                for obj, live, _ in waiting
+                for line in _missing_images(api, live)
+            ]
+            if missing:
+                raise NotReady("\n".join(missing))
         if time.monotonic() >= deadline:
             reasons = [
                 f"{describe(obj)}: {summary}" + _why(api, live) for obj, live, summary in waiting
@@ -517,6 +529,53 @@ def _why(api: DynamicClient, live: Object | None) -> str:
     except ApplyError as error:
         lines.append(f"(could not look further: {error})")
     return "".join(f"\n  {line}" for line in lines)
+
+
+_PULL_WAITS = ("ErrImagePull", "ImagePullBackOff")
+# What containerd and the registries say of an image they do not have.
+_ABSENT = ("not found", "manifest unknown", "NotFound")
+
+
+def _missing_images(api: DynamicClient, live: Object | None) -> list[str]:
+    """'cannot pull <image>: ...' for each image that a pod of `live` waits for and that the
+    registry says it does not have (the container's waiting message, or a warning of the
+    kubelet about that pod). A failure to look is no finding: the timeout still speaks."""
+    if live is None or not live["metadata"].get("namespace"):
+        return []
+    namespace = live["metadata"]["namespace"]
+    selector = _selector((live.get("spec") or {}).get("selector"))
+    if selector is None:
+        return []
+    try:
+        pods = _list(api, "v1", "Pod", namespace, label_selector=selector)
+        stuck: dict[str, tuple[str, str]] = {}  # image -> (pod, the container's message)
+        for pod in pods:
+            status = pod.get("status") or {}
+            for container in (status.get("initContainerStatuses") or []) + (
+                status.get("containerStatuses") or []
+            ):
+                waiting = (container.get("state") or {}).get("waiting") or {}
+                if waiting.get("reason") in _PULL_WAITS:
+                    name = pod["metadata"]["name"]
+                    stuck.setdefault(container.get("image", ""), (name, waiting.get("message", "")))
+        if not stuck:
+            return []
+        events = _list(api, "v1", "Event", namespace, field_selector="type=Warning")
+    except ApplyError:
+        return []
+    lines = []
+    for image, (pod_name, message) in stuck.items():
+        said = [message] + [
+            e.get("message", "")
+            for e in events
+            if (e.get("involvedObject") or {}).get("name") == pod_name
+        ]
+        if any(image in text and any(a in text for a in _ABSENT) for text in said):
+            lines.append(
+                f"cannot pull {image}: the registry the nodes pull from does not have it "
+                f"(pod {pod_name}); copy it there (the images component) or fix its name"
+            )
+    return lines
 
 
 def _selector(selector: Mapping[str, Any] | None) -> str | None:

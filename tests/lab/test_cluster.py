@@ -308,6 +308,59 @@ def test_the_lab_api_accepts_ciliums_objects_in_a_dry_run(cluster):
     assert "cilium" not in _kubectl(state, "-n kube-system get daemonsets -o name")
 
 
+def test_the_add_ons_apply_and_an_image_the_lab_lacks_is_named_in_one_line(cluster):
+    """The ingresses' and the dashboard's objects, applied for real through kubi's tunnel.
+    Their images cannot be had here; named as the platform registry serves upstream images
+    (<registry>/<upstream name>), the nodes ask the platform registry for them, which does
+    not have them: the wait says so in one line per workload, within seconds."""
+    from kubi import apply, dashboard, ingress, kubeapi, registry
+
+    charts = Path(os.environ.get("KUBI_LAB_CHARTS", "/var/cache/kubi-charts"))
+    archive = charts / f"{ingress.CHART}-2.6.4.tgz"
+    if not archive.is_file():
+        pytest.skip(f"no {archive} (KUBI_LAB_CHARTS): see docs/lab.md")
+    state, _, _ = cluster
+    declared = load(ROOT / "inventories" / "lab.py")
+    cfg = declared.config
+    through = registry.endpoint(cfg)
+    parts = {"ingress": ingress.render(cfg, charts), "dashboard": dashboard.objects(cfg)}
+    images = []
+    for objects in parts.values():
+        for obj in objects:
+            for container in (
+                (obj.get("spec") or {}).get("template", {}).get("spec", {}).get("containers", [])
+            ):
+                container["image"] = f"{through}/{container['image']}"
+                images.append(container["image"])
+    workloads = [o for objects in parts.values() for o in objects if o["kind"] in
+                 ("DaemonSet", "Deployment")]  # fmt: skip
+    try:
+        with kubeapi.connected(declared) as api:
+            for component, objects in parts.items():
+                applied = apply.apply(api, objects, component=component, platform=cfg.name)
+                assert {a.action for a in applied.objects} == {"created"}, component
+            started = time.monotonic()
+            with pytest.raises(apply.NotReady) as missing:
+                apply.wait_ready(api, workloads, timeout=240)
+            took = time.monotonic() - started
+        lines = str(missing.value).splitlines()
+        assert len(lines) == len(workloads) == 3, lines
+        for obj, line in zip(workloads, lines, strict=True):
+            image = obj["spec"]["template"]["spec"]["containers"][0]["image"]
+            assert line.startswith(f"{apply.describe(obj)}: cannot pull {image}: the registry"), (
+                line
+            )
+        assert took < 120, took
+        classes = _kubectl(state, "get ingressclass -o name")
+        assert "ingressclass.networking.k8s.io/admin" in classes
+        assert "ingressclass.networking.k8s.io/public" in classes
+    finally:
+        with kubeapi.connected(declared) as api:
+            apply.prune(api, [], component="ingress", platform=cfg.name,
+                        kinds=ingress.kinds(parts["ingress"]))  # fmt: skip
+            apply.prune(api, [], component="dashboard", platform=cfg.name, kinds=dashboard.KINDS)
+
+
 def _kubi_check() -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(BIN / "kubi"), "check", "--inventory", "inventories/lab.py"],

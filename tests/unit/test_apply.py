@@ -354,7 +354,7 @@ def test_not_ready_says_why_from_pods_and_warnings(api, apiserver, ns):
     }})  # fmt: skip
     core.create_namespaced_event(ns, {
         "metadata": {"name": "web-1.pull"}, "type": "Warning", "reason": "Failed", "count": 4,
-        "message": 'Failed to pull image "registry.invalid/web:1": not found',
+        "message": 'Failed to pull image "registry.invalid/web:1": dial tcp: i/o timeout',
         "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": "web-1", "namespace": ns},
         "firstTimestamp": now(), "lastTimestamp": now(), "source": {"component": "kubelet"},
     })  # fmt: skip
@@ -371,7 +371,7 @@ def test_not_ready_says_why_from_pods_and_warnings(api, apiserver, ns):
     ) in message
     assert (
         'warning about Pod web-1: Failed: Failed to pull image "registry.invalid/web:1": '
-        "not found (x4)"
+        "dial tcp: i/o timeout (x4)"
     ) in message
 
 
@@ -530,3 +530,64 @@ def test_labels():
         "kubi.io/platform": "p" + "1" * 62,
     }
     assert tuple(apply.labels("a", "b")) == apply.LABELS
+
+
+def test_an_image_the_registry_does_not_have_is_said_at_once_in_one_line(api, apiserver, ns):
+    """Waiting would not make the image appear: the wait stops at its first look, with one
+    line for the object, naming the image."""
+    web = deployment(ns)
+    default_account = {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _meta(ns, "default"),
+    }
+    apply.apply(api, [namespace(ns), default_account, web], component="web", platform=ns)
+    core = client.CoreV1Api(apiserver.api_client())
+    pod_spec = web["spec"]["template"]["spec"]
+    core.create_namespaced_pod(ns, {"metadata": {"name": "web-1", "labels": {"app": "web"}},
+                                    "spec": pod_spec})  # fmt: skip
+    image = pod_spec["containers"][0]["image"]
+    absent = (
+        f'failed to pull and unpack image "{image}": failed to resolve reference "{image}": '
+        f"{image}: not found"
+    )
+    core.patch_namespaced_pod_status("web-1", ns, {"status": {
+        "phase": "Pending",
+        "containerStatuses": [{"name": "web", "image": image, "imageID": "", "ready": False,
+                               "restartCount": 0,
+                               "state": {"waiting": {"reason": "ErrImagePull",
+                                                     "message": absent}}}],
+    }})  # fmt: skip
+
+    started = time.monotonic()
+    with pytest.raises(NotReady) as missing:
+        apply.wait_ready(api, [web], timeout=60)
+
+    assert time.monotonic() - started < 5
+    assert str(missing.value) == (
+        f"Deployment {ns}/web: cannot pull {image}: the registry the nodes pull from does not "
+        "have it (pod web-1); copy it there (the images component) or fix its name"
+    )
+
+
+def test_a_pull_that_fails_otherwise_is_waited_for(api, apiserver, ns):
+    """A registry that does not answer may answer later: only the timeout speaks."""
+    web = deployment(ns)
+    default_account = {"apiVersion": "v1", "kind": "ServiceAccount",
+                       "metadata": _meta(ns, "default")}  # fmt: skip
+    apply.apply(api, [namespace(ns), default_account, web], component="web", platform=ns)
+    core = client.CoreV1Api(apiserver.api_client())
+    pod_spec = web["spec"]["template"]["spec"]
+    core.create_namespaced_pod(ns, {"metadata": {"name": "web-1", "labels": {"app": "web"}},
+                                    "spec": pod_spec})  # fmt: skip
+    image = pod_spec["containers"][0]["image"]
+    core.patch_namespaced_pod_status("web-1", ns, {"status": {
+        "phase": "Pending",
+        "containerStatuses": [{"name": "web", "image": image, "imageID": "", "ready": False,
+                               "restartCount": 0,
+                               "state": {"waiting": {"reason": "ErrImagePull",
+                                                     "message": "dial tcp: i/o timeout"}}}],
+    }})  # fmt: skip
+    with pytest.raises(NotReady) as late:
+        apply.wait_ready(api, [web], timeout=2)
+    assert str(late.value).startswith("not ready after 2 s:")
