@@ -329,29 +329,19 @@ def test_deployment_that_never_gets_pods_times_out_naming_it(api, ns):
 
 
 def test_not_ready_says_why_from_pods_and_warnings(api, apiserver, ns):
-    web = deployment(ns)
-    default_account = {
-        "apiVersion": "v1",
-        "kind": "ServiceAccount",
-        "metadata": _meta(ns, "default"),
-    }
-    apply.apply(api, [namespace(ns), default_account, web], component="web", platform=ns)
-    core = client.CoreV1Api(apiserver.api_client())
-    pod_spec = web["spec"]["template"]["spec"]  # as its ReplicaSet would make it
-    core.create_namespaced_pod(ns, {"metadata": {"name": "web-1", "labels": {"app": "web"}},
-                                    "spec": pod_spec})  # fmt: skip
-    pulling = {
+    unschedulable = "0/3 nodes are available: 3 node(s) had untolerated taint."
+    backoff = {
         "reason": "ImagePullBackOff",
         "message": 'Back-off pulling image "registry.invalid/web:1"',
     }
-    unschedulable = "0/3 nodes are available: 3 node(s) had untolerated taint."
-    core.patch_namespaced_pod_status("web-1", ns, {"status": {
+    web, _ = web_pod_waiting(api, apiserver, ns, lambda image: {
         "phase": "Pending",
         "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
                         "message": unschedulable}],
-        "containerStatuses": [{"name": "web", "image": "registry.invalid/web:1", "imageID": "",
-                               "ready": False, "restartCount": 0, "state": {"waiting": pulling}}],
-    }})  # fmt: skip
+        "containerStatuses": [{"name": "web", "image": image, "imageID": "",
+                               "ready": False, "restartCount": 0, "state": {"waiting": backoff}}],
+    })  # fmt: skip
+    core = client.CoreV1Api(apiserver.api_client())
     core.create_namespaced_event(ns, {
         "metadata": {"name": "web-1.pull"}, "type": "Warning", "reason": "Failed", "count": 4,
         "message": 'Failed to pull image "registry.invalid/web:1": dial tcp: i/o timeout',
@@ -532,32 +522,42 @@ def test_labels():
     assert tuple(apply.labels("a", "b")) == apply.LABELS
 
 
-def test_an_image_the_registry_does_not_have_is_said_at_once_in_one_line(api, apiserver, ns):
-    """Waiting would not make the image appear: the wait stops at its first look, with one
-    line for the object, naming the image."""
+def web_pod_waiting(api, apiserver, ns, status):
+    """The Deployment `web` and one pod of it, with `status` as a kubelet would report it;
+    returns the Deployment and the pod's image."""
     web = deployment(ns)
-    default_account = {
-        "apiVersion": "v1",
-        "kind": "ServiceAccount",
-        "metadata": _meta(ns, "default"),
-    }
+    default_account = {"apiVersion": "v1", "kind": "ServiceAccount",
+                       "metadata": _meta(ns, "default")}  # fmt: skip
     apply.apply(api, [namespace(ns), default_account, web], component="web", platform=ns)
     core = client.CoreV1Api(apiserver.api_client())
-    pod_spec = web["spec"]["template"]["spec"]
+    pod_spec = web["spec"]["template"]["spec"]  # as its ReplicaSet would make it
     core.create_namespaced_pod(ns, {"metadata": {"name": "web-1", "labels": {"app": "web"}},
                                     "spec": pod_spec})  # fmt: skip
     image = pod_spec["containers"][0]["image"]
-    absent = (
-        f'failed to pull and unpack image "{image}": failed to resolve reference "{image}": '
-        f"{image}: not found"
-    )
-    core.patch_namespaced_pod_status("web-1", ns, {"status": {
+    core.patch_namespaced_pod_status("web-1", ns, {"status": status(image)})
+    return web, image
+
+
+def pulling(message):
+    return lambda image: {
         "phase": "Pending",
         "containerStatuses": [{"name": "web", "image": image, "imageID": "", "ready": False,
                                "restartCount": 0,
                                "state": {"waiting": {"reason": "ErrImagePull",
-                                                     "message": absent}}}],
-    }})  # fmt: skip
+                                                     "message": message(image)}}}],
+    }  # fmt: skip
+
+
+def test_an_image_the_registry_does_not_have_is_said_at_once_in_one_line(api, apiserver, ns):
+    """Waiting would not make the image appear: the wait stops at its first look, with one
+    line for the object, naming the image."""
+    absent = pulling(
+        lambda image: (
+            f'failed to pull and unpack image "{image}": failed to resolve '
+            f'reference "{image}": {image}: not found'
+        )
+    )
+    web, image = web_pod_waiting(api, apiserver, ns, absent)
 
     started = time.monotonic()
     with pytest.raises(NotReady) as missing:
@@ -572,22 +572,7 @@ def test_an_image_the_registry_does_not_have_is_said_at_once_in_one_line(api, ap
 
 def test_a_pull_that_fails_otherwise_is_waited_for(api, apiserver, ns):
     """A registry that does not answer may answer later: only the timeout speaks."""
-    web = deployment(ns)
-    default_account = {"apiVersion": "v1", "kind": "ServiceAccount",
-                       "metadata": _meta(ns, "default")}  # fmt: skip
-    apply.apply(api, [namespace(ns), default_account, web], component="web", platform=ns)
-    core = client.CoreV1Api(apiserver.api_client())
-    pod_spec = web["spec"]["template"]["spec"]
-    core.create_namespaced_pod(ns, {"metadata": {"name": "web-1", "labels": {"app": "web"}},
-                                    "spec": pod_spec})  # fmt: skip
-    image = pod_spec["containers"][0]["image"]
-    core.patch_namespaced_pod_status("web-1", ns, {"status": {
-        "phase": "Pending",
-        "containerStatuses": [{"name": "web", "image": image, "imageID": "", "ready": False,
-                               "restartCount": 0,
-                               "state": {"waiting": {"reason": "ErrImagePull",
-                                                     "message": "dial tcp: i/o timeout"}}}],
-    }})  # fmt: skip
+    web, _ = web_pod_waiting(api, apiserver, ns, pulling(lambda image: "dial tcp: i/o timeout"))
     with pytest.raises(NotReady) as late:
         apply.wait_ready(api, [web], timeout=2)
     assert str(late.value).startswith("not ready after 2 s:")
