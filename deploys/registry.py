@@ -136,28 +136,26 @@ def registry() -> None:
             make_dirs=True,
         )
         registry_url = kubi.registry.url(cfg)
-        # folder under certs.d: (the upstream registry it mirrors, hosts.toml's server, its
-        # host or None to remove the file)
-        hosts: list[tuple[str, str | None, str, str | None]] = [
-            (kubi.registry.endpoint(cfg), None, registry_url, registry_url)
+        # folder under certs.d: (the upstream registry it mirrors, or None for the registry
+        # itself; the one server containerd pulls from, or None to remove the file)
+        hosts: list[tuple[str, str | None, str | None]] = [
+            (kubi.registry.endpoint(cfg), None, registry_url)
         ]
         # With the images component, each upstream registry of the platform's images is
-        # pulled through the platform registry's copies (kubi/images.py); without, the
+        # pulled from the platform registry's copies alone (kubi/images.py); without, the
         # files are removed and nodes pull from upstream.
         mirrored = kubi.images.from_platform_registry(cfg)
         for origin in kubi.images.upstream_registries(cfg):
-            through = f"{registry_url}/v2/{origin}" if mirrored else None
-            hosts.append((origin, origin, kubi.images.server(origin), through))
-        for name, upstream, server_url, host_url in hosts:
+            hosts.append((origin, origin, f"{registry_url}/v2/{origin}" if mirrored else None))
+        for name, upstream, server_url in hosts:
             content: str | None = None
-            if host_url is not None:
+            if server_url is not None:
                 content = render(
                     "registry",
                     "hosts.toml",
                     certs_dir=kubi.registry.CONTAINERD_CERTS_DIR,
                     mirrored=upstream,
                     server=server_url,
-                    host_url=host_url,
                     ca_file=ca_file if ca else None,
                     authorization=pull.basic() if pull else None,
                 )

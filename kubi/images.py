@@ -96,15 +96,6 @@ def needed(platform: Platform) -> list[Image]:
     return [Image(ref) for ref in refs]
 
 
-# Registries whose name is not where their API answers (containerd's hosts.toml `server`).
-_SERVERS = {"docker.io": "https://registry-1.docker.io"}
-
-
-def server(registry: str) -> str:
-    """The URL of an upstream registry's API."""
-    return _SERVERS.get(registry, f"https://{registry}")
-
-
 def upstream_registries(platform: Platform) -> list[str]:
     """The upstream registries the platform's images come from, each mirrored by its own."""
     return list(dict.fromkeys(image.registry for image in needed(platform)))

@@ -198,13 +198,13 @@ def test_kubernetes_node_gets_the_ca_and_containerd_files(description, tmp_path,
     import tomllib
 
     parsed = tomllib.loads(toml)
-    assert parsed["server"] == f"https://{ALIAS}"
-    entry = parsed["host"][f"https://{ALIAS}"]
-    assert entry["capabilities"] == ["pull", "resolve"]
-    assert entry["ca"] == f"{CONTAINERD}/ca.crt"
+    # one server, with its credentials, and nothing to fall back to (no [host] entry)
+    assert parsed["server"] == f"https://{ALIAS}" and "host" not in parsed
+    assert parsed["capabilities"] == ["pull", "resolve"]
+    assert parsed["ca"] == f"{CONTAINERD}/ca.crt"
     pull = (tmp_path / "secrets" / "registry-pull.password").read_text()
     assert (
-        entry["header"]["Authorization"]
+        parsed["header"]["Authorization"]
         == "Basic " + base64.b64encode(f"kubi-pull:{pull}".encode()).decode()
     )
     name = f"containerd hosts.toml of {ALIAS}"
@@ -221,17 +221,15 @@ def test_with_the_images_component_nodes_pull_upstream_names_through_the_registr
     description["components"] = {"images": True}
     lines = plan(DEPLOY, "w1", description, fresh_facts(NODE_FILES))
     parsed = tomllib.loads(uploads(lines)[MIRROR])
-    assert parsed["server"] == "https://registry.k8s.io"
-    entry = parsed["host"][f"https://{ALIAS}/v2/registry.k8s.io"]
-    assert entry["override_path"] is True  # <registry>/v2/registry.k8s.io/<name>/manifests/..
-    assert entry["ca"] == f"{CONTAINERD}/ca.crt"
-    assert entry["header"]["Authorization"].startswith("Basic ")
-    quay = tomllib.loads(uploads(lines)[QUAY])
-    assert quay["server"] == "https://quay.io"
-    assert quay["host"][f"https://{ALIAS}/v2/quay.io"]["override_path"] is True
-    docker = tomllib.loads(uploads(lines)[DOCKER])
-    assert docker["server"] == "https://registry-1.docker.io"  # Docker Hub's API
-    assert docker["host"][f"https://{ALIAS}/v2/docker.io"]["override_path"] is True
+    # the platform registry's copies alone: no fall back to upstream (air-gapped sites)
+    assert parsed["server"] == f"https://{ALIAS}/v2/registry.k8s.io" and "host" not in parsed
+    assert parsed["override_path"] is True  # <registry>/v2/registry.k8s.io/<name>/manifests/..
+    assert parsed["ca"] == f"{CONTAINERD}/ca.crt"
+    assert parsed["header"]["Authorization"].startswith("Basic ")
+    for path, origin in ((QUAY, "quay.io"), (DOCKER, "docker.io"), (GHCR, "ghcr.io")):
+        mirror = tomllib.loads(uploads(lines)[path])
+        assert mirror["server"] == f"https://{ALIAS}/v2/{origin}", origin
+        assert mirror["override_path"] is True and "host" not in mirror
     # Turned off again: the file goes, and the nodes pull from upstream.
     description["components"] = {}
     facts = fresh_facts(NODE_FILES)

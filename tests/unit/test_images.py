@@ -86,9 +86,6 @@ def test_the_dashboard_image_is_needed_only_with_the_dashboard():
     assert headlamp in {image.ref for image in images.needed(platform())}
     off = platform(components={"dashboard": False})
     assert headlamp not in {image.ref for image in images.needed(off)}
-    # containerd asks Docker Hub's API where it answers, not at the name docker.io
-    assert images.server("docker.io") == "https://registry-1.docker.io"
-    assert images.server("quay.io") == "https://quay.io"
 
 
 def test_every_pin_of_the_chart_table_is_an_image_kubi_can_copy():
