@@ -198,8 +198,10 @@ def test_kubernetes_node_gets_the_ca_and_containerd_files(description, tmp_path,
     import tomllib
 
     parsed = tomllib.loads(toml)
-    # one server, with its credentials, and nothing to fall back to (no [host] entry)
-    assert parsed["server"] == f"https://{ALIAS}" and "host" not in parsed
+    # one address, with its credentials, as [host] and as the fallback server alike
+    assert parsed["server"] == f"https://{ALIAS}"
+    assert parsed["host"] == {f"https://{ALIAS}": {k: v for k, v in parsed.items()
+                                                   if k not in ("server", "host")}}  # fmt: skip
     assert parsed["capabilities"] == ["pull", "resolve"]
     assert parsed["ca"] == f"{CONTAINERD}/ca.crt"
     pull = (tmp_path / "secrets" / "registry-pull.password").read_text()
@@ -222,14 +224,15 @@ def test_with_the_images_component_nodes_pull_upstream_names_through_the_registr
     lines = plan(DEPLOY, "w1", description, fresh_facts(NODE_FILES))
     parsed = tomllib.loads(uploads(lines)[MIRROR])
     # the platform registry's copies alone: no fall back to upstream (air-gapped sites)
-    assert parsed["server"] == f"https://{ALIAS}/v2/registry.k8s.io" and "host" not in parsed
+    assert parsed["server"] == f"https://{ALIAS}/v2/registry.k8s.io"
+    assert list(parsed["host"]) == [parsed["server"]]
     assert parsed["override_path"] is True  # <registry>/v2/registry.k8s.io/<name>/manifests/..
     assert parsed["ca"] == f"{CONTAINERD}/ca.crt"
     assert parsed["header"]["Authorization"].startswith("Basic ")
     for path, origin in ((QUAY, "quay.io"), (DOCKER, "docker.io"), (GHCR, "ghcr.io")):
         mirror = tomllib.loads(uploads(lines)[path])
         assert mirror["server"] == f"https://{ALIAS}/v2/{origin}", origin
-        assert mirror["override_path"] is True and "host" not in mirror
+        assert mirror["override_path"] is True and list(mirror["host"]) == [mirror["server"]]
     # Turned off again: the file goes, and the nodes pull from upstream.
     description["components"] = {}
     facts = fresh_facts(NODE_FILES)
