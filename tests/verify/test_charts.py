@@ -35,7 +35,11 @@ def test_reads_follow_the_pull_policy_and_nothing_is_written(node, platform):
 def test_index_served_to_the_nodes(node, platform):
     """A node reads the index with the pull account it holds (none with anonymous pulls)."""
     folder = registry.containerd_dir(platform)
-    header = f"sed -n 's/^ *Authorization = \"\\(.*\\)\"$/Authorization: \\1/p' {folder}/hosts.toml"
+    # the first of its two equal copies (the [host] entry's and the fallback server's)
+    header = (
+        f"sed -n 's/^ *Authorization = \"\\(.*\\)\"$/Authorization: \\1/p' {folder}/hosts.toml"
+        " | head -n 1"
+    )
     url = f"{registry.charts_url(platform)}index.yaml"
     index = node.check_output(f"{header} | {CURL} -f -H @- {url}")
     assert index.startswith("apiVersion: v1")

@@ -104,6 +104,10 @@ def test_node_pulls_with_its_containerd_credentials(node, platform):
     folder = registry.containerd_dir(platform)
     if platform.registry.anonymous_pull:
         pytest.skip("registry.anonymous_pull: the nodes hold no credentials")
-    header = f"sed -n 's/^ *Authorization = \"\\(.*\\)\"$/Authorization: \\1/p' {folder}/hosts.toml"
+    # the first of its two equal copies (the [host] entry's and the fallback server's)
+    header = (
+        f"sed -n 's/^ *Authorization = \"\\(.*\\)\"$/Authorization: \\1/p' {folder}/hosts.toml"
+        " | head -n 1"
+    )
     code = node.check_output(f"{header} | {CURL} -H @- {registry.url(platform)}/v2/")
     assert code == "200"
