@@ -13,7 +13,6 @@ from kubi.config import ConfigError
 from kubi.etcd import SnapshotError
 from kubi.lab import LabError
 from kubi.ssh import SshError
-from kubi.upstream_charts import UpstreamChartError
 
 
 def _config_check(args: argparse.Namespace) -> int:
@@ -420,14 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
         return 2
-    except (
-        LabError,
-        ChartError,
-        SshError,
-        ClusterOpError,
-        SnapshotError,
-        UpstreamChartError,
-    ) as exc:
+    except (LabError, ChartError, SshError, ClusterOpError, SnapshotError) as exc:
         # one clear message, no traceback
         print(f"kubi: {exc}", file=sys.stderr)
         return 1

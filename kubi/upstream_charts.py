@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from kubi import helm
+from kubi.charts import ChartError
 from kubi.config import Platform, matrices
 from kubi.config.upstream import UpstreamChartSource
 
 
-class UpstreamChartError(Exception):
+class UpstreamChartError(ChartError):
     """The archive cannot be used; the message names the file and what to do."""
 
 
