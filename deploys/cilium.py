@@ -14,7 +14,7 @@ from __future__ import annotations
 from pyinfra import logger
 
 import kubi.cilium
-from kubi import ops, upstream_charts
+from kubi import apply, ops, upstream_charts
 from kubi.config import matrices
 from kubi.deploy import component, entry_script, platform
 
@@ -29,12 +29,11 @@ def cilium() -> None:
         return
     pinned = matrices.upstream_chart(kubi.cilium.CHART)
     objects = upstream_charts.rendered("cilium", kubi.cilium.CHART, cfg, kubi.cilium.render)
-    kinds = sorted({(obj["apiVersion"], obj["kind"]) for obj in objects})
     ops.cluster_objects(
         name=f"Cilium {pinned.version}",
         component="cilium",
         objects=objects,
-        kinds=kinds,
+        kinds=apply.kinds(objects),
     )
 
 

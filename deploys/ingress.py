@@ -12,7 +12,7 @@ checked either way.
 from __future__ import annotations
 
 import kubi.ingress
-from kubi import ops, upstream_charts
+from kubi import apply, ops, upstream_charts
 from kubi.config import matrices
 from kubi.deploy import component, entry_script, platform
 
@@ -26,7 +26,7 @@ def ingress() -> None:
         name=f"admin and public ingress (NGINX Ingress Controller chart {pinned.version})",
         component="ingress",
         objects=objects,
-        kinds=kubi.ingress.kinds(objects),
+        kinds=apply.kinds(objects),
     )
 
 

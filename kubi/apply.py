@@ -158,6 +158,12 @@ def order(objects: Iterable[Object]) -> list[Object]:
     return sorted(objects, key=_rank)
 
 
+def kinds(objects: Iterable[Object]) -> list[tuple[str, str]]:
+    """(apiVersion, kind) of every object, once each: what a component rendered from a
+    chart may own, for its prune."""
+    return sorted({(obj["apiVersion"], obj["kind"]) for obj in objects})
+
+
 def describe(obj: Object) -> str:
     """'Kind namespace/name', as messages name an object."""
     return f"{obj.get('kind')} {_name(obj)}"

@@ -127,10 +127,6 @@ def render(platform: Platform, folder: Path) -> list[dict[str, Any]]:
     return objects
 
 
-def kinds(objects: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    return sorted({(obj["apiVersion"], obj["kind"]) for obj in objects})
-
-
 # The privileges of the controllers' pods (kubi/policy.py), checked against the render by
 # tests/unit/test_manifests.py.
 NEEDS: policy.Needs = {

@@ -82,6 +82,15 @@ class ApiServer:
             config.api_key = {"authorization": f"Bearer {token}"}
         return config
 
+    def wait_namespaces_gone(self, names: list[str], timeout: float = 60) -> None:
+        """Until the namespace controller has emptied and removed `names` (pruned by a
+        test), so the next test of the session may make them again."""
+        core = client.CoreV1Api(self.api_client())
+        deadline = time.monotonic() + timeout
+        while {ns.metadata.name for ns in core.list_namespace().items} & set(names):
+            assert time.monotonic() < deadline, f"namespaces {names} still there"
+            time.sleep(0.5)
+
     def api_client(self, token: str | None = None) -> client.ApiClient:
         return client.ApiClient(self.configuration(token))
 

@@ -352,7 +352,7 @@ def test_the_add_ons_apply_and_an_image_the_lab_lacks_is_named_in_one_line(clust
     finally:
         with kubeapi.connected(declared) as api:
             apply.prune(api, [], component="ingress", platform=cfg.name,
-                        kinds=ingress.kinds(parts["ingress"]))  # fmt: skip
+                        kinds=apply.kinds(parts["ingress"]))  # fmt: skip
             apply.prune(api, [], component="dashboard", platform=cfg.name, kinds=dashboard.KINDS)
 
 

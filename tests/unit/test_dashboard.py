@@ -60,3 +60,4 @@ def test_applied_to_a_real_api_server_then_nothing_changes_and_it_has_no_rights(
     )
     assert review.status.allowed is not True
     apply.prune(api, [], component="dashboard", platform="dash-test", kinds=dashboard.KINDS)
+    apiserver.wait_namespaces_gone([dashboard.NAMESPACE])

@@ -133,4 +133,5 @@ def test_applied_to_a_real_api_server_then_nothing_changes(apiserver):
     classes = api.resources.get(api_version="networking.k8s.io/v1", kind="IngressClass").get()
     assert {"admin", "public"} <= {c.metadata.name for c in classes.items}
     apply.prune(api, [], component="ingress", platform="ingress-test",
-                kinds=ingress.kinds(objects))  # fmt: skip
+                kinds=apply.kinds(objects))  # fmt: skip
+    apiserver.wait_namespaces_gone(list(ingress.CLASSES))
