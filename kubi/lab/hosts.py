@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
-from kubi.lab import kubernetes, machine, plan, rootfs
+from kubi.lab import dns, kubernetes, machine, plan, rootfs
 from kubi.lab.plan import (
     APT_PROXY,
     BRIDGE,
@@ -141,7 +141,7 @@ def _reap(keep: set[str]) -> int:
 
 
 def down(log: Log = print) -> None:
-    """Stop every lab host, the lab's apt-cacher-ng and its mirror server, and remove all the
+    """Stop every lab host, the lab's apt-cacher-ng, DNS and mirror servers, and remove all the
     lab put on this machine except the base, the SSH key, the proxy's cache and what was built
     from the Kubernetes binaries. Safe to run any number of
     times, also after a crash."""
@@ -150,6 +150,7 @@ def down(log: Log = print) -> None:
     started = time.monotonic()
     count = _reap(set())
     machine.stop_proxy()
+    dns.stop()
     kubernetes.stop()
     if (machine.SYSFS_NET / BRIDGE).exists():
         machine.run("ip", "link", "del", BRIDGE)
@@ -253,6 +254,7 @@ def start(names: list[str], log: Log = print) -> None:
     state, hosts = _named(names)
     started = time.monotonic()
     machine.ensure_bridge()
+    dns.start(log)
     booted = [h for h in hosts if not is_running(h)]
     for host in booted:
         if not (plan.host_dir(host.name) / "upper").is_dir():
@@ -356,6 +358,7 @@ def up(
         log(f"lab: cleaned up {removed} stopped or unknown host(s)")
     machine.ensure_guard()
     machine.ensure_bridge()
+    dns.start(log)
     machine.ensure_proxy(log)
     kubernetes.ensure(log)
     rootfs.ensure_base(key, log)

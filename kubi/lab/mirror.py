@@ -88,10 +88,7 @@ def serve(root: Path, port: int, addresses: list[str]) -> None:
     for server in servers:
         server.server_activate()
     print(f"kubi-lab-mirror: serving {root} on {', '.join(addresses)} port {port}", flush=True)
-    if READY_ENV in os.environ:  # tell `start` that every socket is ours and listens
-        ready = int(os.environ[READY_ENV])
-        os.write(ready, b"ready\n")
-        os.close(ready)
+    say_ready()
     for server in servers[1:]:
         threading.Thread(target=server.serve_forever, daemon=True).start()
     servers[0].serve_forever()
@@ -112,21 +109,21 @@ def _cmdline(pid: int) -> list[str]:
         return []
 
 
-def server_pid(run_dir: Path = plan.LAB_MIRROR_RUN_DIR) -> int | None:
-    """The server's pid, only if that process is this module's server (the pid file may be
-    stale, and the number reused)."""
+def server_pid(run_dir: Path = plan.LAB_MIRROR_RUN_DIR, module: str = __name__) -> int | None:
+    """The server's pid, only if that process is `module`'s server (the pid file may be
+    stale, and the number reused). Also for the lab's other server, `kubi.lab.dns`."""
     try:
         pid = int((run_dir / "pid").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return None
-    if _cmdline(pid)[1:4] == ["-m", __name__, SERVE]:
+    if _cmdline(pid)[1:4] == ["-m", module, SERVE]:
         return pid
     return None
 
 
-def stop(run_dir: Path = plan.LAB_MIRROR_RUN_DIR) -> None:
-    """Stop the lab's mirror server, and no other process."""
-    pid = server_pid(run_dir)
+def stop(run_dir: Path = plan.LAB_MIRROR_RUN_DIR, module: str = __name__) -> None:
+    """Stop the lab's mirror server (or `module`'s), and no other process."""
+    pid = server_pid(run_dir, module)
     if pid is not None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, 15)
@@ -161,13 +158,28 @@ def start(
     same = pid is not None and _cmdline(pid)[4:6] == [str(root), str(port)]
     if same and serving(port, addresses):
         return
-    stop(run_dir)
+    if not spawn(__name__, [str(root), str(port), *addresses], run_dir) or not serving(
+        port, addresses
+    ):
+        stop(run_dir)
+        raise LabError(
+            f"the lab's mirror server does not listen on {' and '.join(addresses)} port {port} "
+            f"(is the port taken?); see {run_dir / 'log'}."
+        )
+    log(f"lab: package mirror serving {root} on {' and '.join(addresses)} port {port}")
+
+
+def spawn(module: str, args: list[str], run_dir: Path) -> bool:
+    """Start `python -m module serve ARGS...` in its own session, its output in
+    `run_dir`/log and its pid in `run_dir`/pid (a running one is stopped first); whether it
+    said it is ready (every socket bound and confined) within START_TIMEOUT."""
+    stop(run_dir, module)
     run_dir.mkdir(parents=True, exist_ok=True)
     read_end, write_end = os.pipe()
     try:
         with open(run_dir / "log", "ab") as output:
             process = subprocess.Popen(
-                [sys.executable, "-m", __name__, SERVE, str(root), str(port), *addresses],
+                [sys.executable, "-m", module, SERVE, *args],
                 stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
                 start_new_session=True, cwd="/", pass_fds=(write_end,),
                 env={"PATH": plan.PATH_ENV, "LC_ALL": "C", READY_ENV: str(write_end)},
@@ -178,13 +190,15 @@ def start(
     with os.fdopen(read_end, "rb") as ready:
         # a line once it listens; the end of the pipe at once if it ends before
         said = ready.readline() if select.select([ready], [], [], START_TIMEOUT)[0] else b""
-    if said != b"ready\n" or not serving(port, addresses):
-        stop(run_dir)
-        raise LabError(
-            f"the lab's mirror server does not listen on {' and '.join(addresses)} port {port} "
-            f"(is the port taken?); see {run_dir / 'log'}."
-        )
-    log(f"lab: package mirror serving {root} on {' and '.join(addresses)} port {port}")
+    return said == b"ready\n"
+
+
+def say_ready() -> None:
+    """In a server started by `spawn`: tell it that every socket is ours and listens."""
+    if READY_ENV in os.environ:
+        ready = int(os.environ[READY_ENV])
+        os.write(ready, b"ready\n")
+        os.close(ready)
 
 
 if __name__ == "__main__":

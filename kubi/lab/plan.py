@@ -41,6 +41,8 @@ MIRROR = "http://deb.debian.org/debian"  # apt-cacher-ng's backend for Debian
 LAB_MIRROR_PORT = 3150
 LAB_MIRROR = f"http://{GATEWAY}:{LAB_MIRROR_PORT}"
 LAB_MIRROR_RUN_DIR = Path("/run/kubi-lab-mirror")
+# The lab's DNS server (kubi.lab.dns), on the bridge address: its log and pid file.
+LAB_DNS_RUN_DIR = Path("/run/kubi-lab-dns")
 
 FIRST_HOST_OCTET = 11  # .2-.10 stay free for anything the lab may add on the bridge later
 HOST_PREFIX = "lab-"

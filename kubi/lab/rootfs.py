@@ -80,7 +80,7 @@ def _configure_base(base: Path, key: Path) -> None:
         # No source cache: it would be re-written (39 MiB) into every host's upper layer.
         'Dir::Cache::srcpkgcache "";\n',
     )
-    # Hosts have no DNS and no route out; the gateway answers port 53 with a refusal at once.
+    # Hosts have no DNS and no route out; the gateway answers "no such name" at once (dns.py).
     # Not 127.0.0.1: CoreDNS forwarding to a loopback resolver detects a loop and stops.
     machine.write(etc / "resolv.conf", f"# lab hosts have no DNS\nnameserver {GATEWAY}\n")
     machine.write(etc / "hosts", "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n")
