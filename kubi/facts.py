@@ -6,6 +6,7 @@ only one component reads live beside the deploys, in `facts/<component>.py`.
 
 from __future__ import annotations
 
+import re
 import shlex
 
 from pyinfra.api import FactBase
@@ -47,36 +48,15 @@ class ManagedFile(FactBase):
         {"type": "unsafe", "folder": "/home/alice/.ssh", "owner": "1000", "mode": "drwx------"}
                                     # a folder above it that another user controls: refused
 
-    An operation reads it again when it executes, on the host, right before its commands.
+    The folders above it are judged as `folders_guard` judges them. An operation reads it
+    again when it executes, on the host, right before its commands.
     """
 
     def command(self, path: str) -> str:
-        p = shlex.quote(path)
-        return (
-            folders_guard(path, 'echo "unsafe $a $d"; exit 0')
-            + f"; if [ -L {p} ]; then echo symlink; elif [ -f {p} ]; then "
-            f"stat -c '%a %U %G' {p} && sha256sum {p}; elif [ -e {p} ]; then echo other; fi"
-        )
+        return ManagedFiles().command((path,))
 
     def process(self, output: list[str]) -> dict[str, str] | None:
-        if not output:
-            return None
-        first = output[0]
-        if first.startswith("unsafe "):
-            owner, mode, folder = first.split(" ", 3)[1:]
-            return {"type": "unsafe", "folder": folder, "owner": owner, "mode": mode}
-        if first in ("symlink", "other"):
-            return {"type": first}
-        if len(output) < 2:
-            return None
-        mode, user, group = first.split()
-        return {
-            "type": "file",
-            "mode": mode,
-            "user": user,
-            "group": group,
-            "sha256": output[1].split()[0],
-        }
+        return next(iter(ManagedFiles().process(output).values()), None)
 
 
 class ManagedFiles(FactBase):
@@ -86,26 +66,96 @@ class ManagedFiles(FactBase):
     .. code:: python
 
         {"/etc/a.conf": {"type": "file", "mode": "644", ...}, "/etc/b.conf": None}
+
+    A handful of processes whatever the number of paths (one `stat` of every folder above
+    them, one `stat` and one `sha256sum` of the plain files): the host prints, and this
+    side judges, so that a converged host's 20 files cost a few milliseconds, not 20 walks.
     """
 
     def command(self, paths: tuple[str, ...]) -> str:
-        one = ManagedFile()
-        return "\n".join(
-            f"echo {shlex.quote(f'@@ {path}')}; ( {one.command(path)} )" for path in paths
+        for path in paths:
+            if not path.startswith("/") or "\n" in path or "\\" in path:
+                raise ValueError(f"a managed file needs an absolute path on one line: {path!r}")
+        quoted = " ".join(shlex.quote(path) for path in paths)
+        folders = " ".join(
+            shlex.quote(folder) for folder in dict.fromkeys(f for p in paths for f in _above(p))
+        )
+        return (
+            f"echo \"u $(id -u)\"; printf 'p %s\\n' {quoted}; "
+            # lstat: a folder that is a link shows as one (and is refused); missing: skipped
+            f"stat -c 'd %u %A %n' -- {folders} 2>/dev/null; "
+            f"set --; for p in {quoted}; do "
+            'if [ -L "$p" ]; then echo "l $p"; elif [ -f "$p" ]; then set -- "$@" "$p"; '
+            'elif [ -e "$p" ]; then echo "o $p"; fi; done; '
+            "if [ $# -gt 0 ]; then stat -c 'f %a %U %G %n' -- \"$@\"; "
+            "sha256sum -- \"$@\" | sed 's/^/s /'; fi; :"
         )
 
     def process(self, output: list[str]) -> dict[str, dict[str, str] | None]:
+        uid, paths = "0", []
+        folders: dict[str, tuple[str, str]] = {}
+        kinds: dict[str, dict[str, str]] = {}
+        sums: dict[str, str] = {}
+        for line in output:
+            tag, _, rest = line.partition(" ")
+            if tag == "u":
+                uid = rest
+            elif tag == "p":
+                paths.append(rest)
+            elif tag == "d":
+                owner, mode, folder = rest.split(" ", 2)
+                folders[folder] = (owner, mode)
+            elif tag in ("l", "o"):
+                kinds[rest] = {"type": "symlink" if tag == "l" else "other"}
+            elif tag == "f":
+                mode, user, group, name = rest.split(" ", 3)
+                kinds[name] = {"type": "file", "mode": mode, "user": user, "group": group}
+            elif tag == "s":  # GNU's format: a name with \\ or a newline is escaped
+                digest, _, name = rest.partition("  ")
+                if digest.startswith("\\"):
+                    digest = digest[1:]
+                    name = re.sub(r"\\(.)", lambda m: "\n" if m[1] == "n" else m[1], name)
+                sums[name] = digest
         found: dict[str, dict[str, str] | None] = {}
-        path: str | None = None
-        lines: list[str] = []
-        for line in [*output, "@@ "]:
-            if line.startswith("@@ "):
-                if path is not None:
-                    found[path] = ManagedFile().process(lines)
-                path, lines = line[3:], []
+        for path in paths:
+            unsafe = _unsafe_folder(path, folders, uid)
+            kind = kinds.get(path)
+            if unsafe is not None:
+                found[path] = unsafe
+            elif kind is None or (kind["type"] == "file" and path not in sums):
+                found[path] = None  # absent (or gone between the two looks)
+            elif kind["type"] == "file":
+                found[path] = {**kind, "sha256": sums[path]}
             else:
-                lines.append(line)
+                found[path] = kind
         return found
+
+
+def _above(path: str) -> list[str]:
+    """The folders above `path`, its own first, up to / (as `dirname` walks them)."""
+    folders = [path.rsplit("/", 1)[0] or "/"]
+    while folders[-1] != "/":
+        folders.append(folders[-1].rsplit("/", 1)[0] or "/")
+    return folders
+
+
+def _unsafe_folder(
+    path: str, folders: dict[str, tuple[str, str]], uid: str
+) -> dict[str, str] | None:
+    """The first folder above `path` that another user controls, by `folders_guard`'s rule
+    (owned by root or the user, group and others may not write; above its own folder, a
+    sticky one is safe too), from each existing folder's owner and `ls` mode."""
+    for folder in _above(path):
+        if folder not in folders:
+            continue  # missing: made later by root, inside a folder checked here
+        owner, mode = folders[folder]
+        ours = owner in ("0", uid) and len(mode) == 10 and mode[0] == "d"
+        if ours and mode[5] == "-" and mode[8] == "-":
+            continue
+        if ours and mode[9] in "tT" and folder != _above(path)[0]:
+            continue
+        return {"type": "unsafe", "folder": folder, "owner": owner, "mode": mode}
+    return None
 
 
 # Run as each person (runuser sets HOME from the passwd entry): root never opens a path in

@@ -11,7 +11,9 @@ The engine knows no component and no platform config:
 - `plan`: names, the host plan, the state file, parsing of what the machine reports (pure);
 - `machine`: commands, the route check, kernel objects, packages, modules, bridge, proxy;
 - `rootfs`: the shared base and the per-host overlays;
-- `hosts`: the life cycle, `up` / `stop` / `start` / `down` / `status` / `leftovers`.
+- `hosts`: the life cycle, `up` / `stop` / `start` / `down` / `status` / `leftovers`;
+- `dns`: the DNS server on the bridge address, "no such name" at once to every question;
+- `kubernetes`, `images`, `mirror`: what the lab makes from real Kubernetes binaries.
 `platform` describes the running lab as a kubi platform; it alone imports the platform
 config, and it is loaded on first use of its names here.
 """

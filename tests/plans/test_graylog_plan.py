@@ -193,7 +193,7 @@ def test_fresh_output_host(description, tmp_path):
     [install] = commands(lines, "log stack packages mongodb-org-server opensearch graylog-server")
     env = "DISABLE_INSTALL_DEMO_CONFIG=true"
     assert install == ops.apt_explained(
-        f"{ops.REPAIR_DPKG} && {ops.apt_get('-q update', env)} && "
+        f"{ops.REPAIR_DPKG} && {ops.refresh_lists(env)} && "
         + ops.apt_get(
             "-q -y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "
             "-o DPkg::Lock::Timeout=300 install mongodb-org-server opensearch graylog-server",

@@ -214,7 +214,7 @@ def test_new_package_on_a_seeded_host_refreshes_lists_first(description):
     assert lines == [
         "base packages: "
         + ops.apt_explained(
-            f"{ops.REPAIR_DPKG} && {ops.apt_get('-q update')} && "
+            f"{ops.REPAIR_DPKG} && {ops.refresh_lists()} && "
             + ops.apt_get(
                 "-q -y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "
                 "-o DPkg::Lock::Timeout=300 install htop"

@@ -11,6 +11,7 @@ import os
 import pwd
 import stat
 import subprocess
+import time
 
 import pytest
 
@@ -209,3 +210,43 @@ def test_a_folder_others_may_write_is_refused(tmp_path):
     with pytest.raises(CommandFailed, match=f"refusing {path}: the folder {folder}"):
         run_op(ops.file, path=str(path), content="b=2\n", mode="644", **owner)
     assert path.read_text() == "a=1\n" and not (folder / "authorized_keys.kubi-new").exists()
+
+
+def test_the_package_lists_are_refreshed_once_until_a_source_changes(tmp_path):
+    """`ops.refresh_lists`, run for real with an `apt-get` that notes each call: a run's
+    installs refresh the lists once, then again when an apt source or key changed since or
+    once they are ten minutes old; a failed refresh leaves the stamp as it was."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    calls = tmp_path / "calls"
+    (fake / "apt-get").write_text(f'#!/bin/sh\necho "$*" >> {calls}\nexit "${{FAIL:-0}}"\n')
+    (fake / "apt-get").chmod(0o755)
+    sources = tmp_path / "sources.list.d"
+    sources.mkdir()
+    stamp = tmp_path / "state" / "apt-lists-refreshed"
+    script = ops.refresh_lists(stamp=str(stamp), watched=(str(sources), str(tmp_path / "gone")))
+
+    def refresh(fail: bool = False) -> int:
+        env = {"PATH": f"{fake}:/usr/bin:/bin", "FAIL": "1" if fail else "0"}
+        ran = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True)
+        return ran.returncode
+
+    def updates() -> int:
+        return calls.read_text().count("-q update") if calls.exists() else 0
+
+    assert refresh() == 0 and updates() == 1 and stamp.is_file()
+    assert refresh() == 0 and updates() == 1  # fresh: nothing to do
+    source = sources / "vendor.list"
+    source.write_text("deb http://example.invalid/ /\n")
+    assert refresh() == 0 and updates() == 2  # a source added since
+    assert refresh() == 0 and updates() == 2
+    old = time.time() - 11 * 60
+    os.utime(stamp, (old, old))
+    os.utime(source, (old - 60, old - 60))
+    os.utime(sources, (old - 60, old - 60))
+    assert refresh(fail=True) != 0 and updates() == 3  # ten minutes old: refreshed, failed
+    assert stamp.stat().st_mtime == old  # not fresh after a failure
+    assert refresh() == 0 and updates() == 4 and stamp.stat().st_mtime > old
+    always = ops.refresh_lists(always=True, stamp=str(stamp))
+    env = {"PATH": f"{fake}:/usr/bin:/bin"}
+    assert subprocess.run(["sh", "-c", always], env=env).returncode == 0 and updates() == 5

@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB = ROOT / "kubi" / "lab"
-ENGINE = ("__init__", "plan", "machine", "rootfs", "hosts", "kubernetes", "images", "mirror")
+ENGINE = ("__init__", "plan", "machine", "rootfs", "hosts", "kubernetes", "images", "mirror", "dns")
 # What the engine must never load: components, the platform config, pyinfra's side.
 FORBIDDEN = (
     "kubi.config", "kubi.graylog", "kubi.registry", "kubi.charts", "kubi.inventory",
