@@ -22,7 +22,8 @@ BASE_PACKAGES = (
 )  # fmt: skip
 # Content of the base's completion marker: a change of recipe rebuilds the cached base.
 # v3: the lab proxy moved to its own port (written into the base's apt configuration).
-BASE_RECIPE = f"kubi-lab base v3 {SUITE} " + ",".join(BASE_PACKAGES)
+# v4: apt's source cache kept, as on any Debian host (see _configure_base).
+BASE_RECIPE = f"kubi-lab base v4 {SUITE} " + ",".join(BASE_PACKAGES)
 
 
 def ensure_key() -> Path:
@@ -76,9 +77,10 @@ def _configure_base(base: Path, key: Path) -> None:
     machine.write(etc / "apt/sources.list", _sources_list())
     machine.write(
         etc / "apt/apt.conf.d/01kubi-lab-proxy",
-        f'Acquire::http::Proxy "{plan.APT_PROXY}";\nAcquire::Check-Valid-Until "false";\n'
-        # No source cache: it would be re-written (39 MiB) into every host's upper layer.
-        'Dir::Cache::srcpkgcache "";\n',
+        # apt's source cache (srcpkgcache.bin) stays on, as on any Debian host: without it,
+        # every apt command after a package change re-read all the package lists (a second
+        # of CPU each, on every host at once), for 39 MiB per host saved.
+        f'Acquire::http::Proxy "{plan.APT_PROXY}";\nAcquire::Check-Valid-Until "false";\n',
     )
     # Hosts have no DNS and no route out; the gateway answers "no such name" at once (dns.py).
     # Not 127.0.0.1: CoreDNS forwarding to a loopback resolver detects a loop and stops.
