@@ -15,14 +15,18 @@ nothing beyond both runs succeeding.
     sudo .venv/bin/python bench/converge.py --hosts 10 --breakdown
 
 also prints, for each run, where its time went: pyinfra's stages, each component's plan
-(slowest host) and execution, the slowest operations and facts, and how long each host
-waited for the others (an operation ends on all hosts before the next one starts).
+(slowest host) and execution, the slowest operations and facts, how long each host
+waited for the others (an operation ends on all hosts before the next one starts), and the
+CPU seconds the lab hosts and the deployer used: all lab hosts share this machine's cores,
+so their total over the number of cores is the least time the run could take here.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -38,9 +42,25 @@ sys.path.insert(0, str(ROOT))
 from kubi import lab  # noqa: E402
 
 
+def lab_cpu() -> dict[str, float]:
+    """CPU seconds each lab host used so far (its cgroup's accounting, v1 or v2)."""
+    used: dict[str, float] = {}
+    for group in lab.machine.group_dirs():
+        for host in (p for p in group.glob(f"{lab.plan.HOST_PREFIX}*") if p.is_dir()):
+            v1, v2 = host / "cpuacct.usage", host / "cpu.stat"
+            words = v2.read_text().split() if v2.is_file() else []
+            if v1.is_file():
+                used[host.name] = int(v1.read_text()) / 1e9
+            elif "usage_usec" in words:  # (a v2 file without it: a hybrid machine's)
+                used[host.name] = int(words[words.index("usage_usec") + 1]) / 1e6
+    return used
+
+
 def converge(deploy: str) -> tuple[float, dict]:
-    """Wall time of one `pyinfra -y` run and its record (bench/counting_pyinfra.py)."""
+    """Wall time of one `pyinfra -y` run and its record (bench/counting_pyinfra.py), with
+    the CPU seconds the run cost: each lab host's (``cpu``) and the deployer's own."""
     with tempfile.NamedTemporaryFile(suffix=".json") as counts:
+        before, deployer = lab_cpu(), resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.monotonic()
         result = subprocess.run(
             [
@@ -62,7 +82,13 @@ def converge(deploy: str) -> tuple[float, dict]:
             log.write_text(result.stdout + result.stderr)
             errors = [line for line in log.read_text().splitlines() if "rror" in line]
             sys.exit(f"pyinfra failed (all of its output: {log}):\n" + "\n".join(errors[-40:]))
-        return elapsed, json.loads(Path(counts.name).read_text())
+        record = json.loads(Path(counts.name).read_text())
+        after, ran = lab_cpu(), resource.getrusage(resource.RUSAGE_CHILDREN)
+        record["cpu"] = {name: after[name] - before.get(name, 0.0) for name in after}
+        record["deployer_cpu"] = (ran.ru_utime + ran.ru_stime) - (
+            deployer.ru_utime + deployer.ru_stime
+        )
+        return elapsed, record
 
 
 def per_host(counter: dict) -> str:
@@ -123,7 +149,19 @@ def breakdown(title: str, wall: float, record: dict, top: int = 8) -> str:
             "waiting for the other hosts while executing: "
             + ", ".join(f"{host} {seconds:.1f} s" for host, seconds in sorted(waited.items()))
         )
+    if record.get("cpu"):
+        hosts, deployer, cores = sum(record["cpu"].values()), record["deployer_cpu"], _cores()
+        lines.append(
+            f"CPU: the lab hosts {hosts:.1f} s ("
+            + ", ".join(f"{h} {s:.1f}" for h, s in sorted(record["cpu"].items()))
+            + f"), the deployer {deployer:.1f} s: on {cores} cores, no run of this work "
+            f"takes less than {(hosts + deployer) / cores:.1f} s"
+        )
     return "\n".join(lines)
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0))
 
 
 def main() -> None:
