@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import functools
 import importlib
+import itertools
+import sys
 import time
 import weakref
 from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
+import pyinfra
 from pyinfra import host, logger, state
 from pyinfra.api import deploy
+from pyinfra.api import util as pyinfra_util
 from pyinfra.context import ctx_host, ctx_state
 from pyinfra.facts.deb import DebPackages
 from pyinfra.operations import server
@@ -210,3 +215,50 @@ _ORDER_STUBS: dict[int, Any] = {}
 def _order_stub(position: int) -> Any:
     # one statement on line `position` + 1 of a code object of its own
     return compile("\n" * position + "result = function(*args, **kwargs)", "<kubi order>", "exec")
+
+
+# --- the order of operations, cheaply --------------------------------------------------------
+
+
+def _operation_order_from_stack(state: Any) -> list[int]:
+    """pyinfra's `get_operation_order_from_stack`, from the frames themselves.
+
+    pyinfra orders each operation by the line numbers of the stack that made it, read
+    with `inspect.stack()`, which also looks up every frame's source file and lines: about
+    a millisecond a frame, for every operation on every host, most of a no-op run's
+    planning. The same numbers come from each frame's code object: its file, and the line
+    where the executing instruction starts (what `inspect.getframeinfo` reports)."""
+    frames: list[FrameType] = []
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        frames.append(frame)
+        frame = frame.f_back
+    frames.reverse()  # outermost first, as pyinfra walks them
+    first = 0
+    if state.current_deploy_filename:
+        for first, outer in enumerate(frames):  # noqa: B007 - the index is the result
+            if outer.f_code.co_filename == state.current_deploy_filename:
+                break
+    numbers = [state.current_op_file_number] if pyinfra.is_cli else []
+    for inner in frames[first:]:
+        if inner.f_code.co_filename.startswith(pyinfra_util.PYINFRA_INSTALL_DIR):
+            continue
+        numbers.append(_line(inner))
+    return numbers
+
+
+def _line(frame: FrameType) -> int:
+    """The line where `frame`'s executing instruction starts, as inspect.getframeinfo says."""
+    if frame.f_lasti >= 0:
+        start = next(itertools.islice(frame.f_code.co_positions(), frame.f_lasti // 2, None))[0]
+        if start is not None:
+            return start
+    return frame.f_lineno
+
+
+# (`pyinfra.api.operation` as an attribute is the decorator: the module, from sys.modules)
+setattr(  # noqa: B010 - the module's own name for it, which mypy does not see
+    importlib.import_module("pyinfra.api.operation"),
+    "get_operation_order_from_stack",
+    _operation_order_from_stack,
+)
