@@ -14,6 +14,7 @@ from typing import Any
 
 import pyinfra
 from pyinfra import host, logger, state
+from pyinfra.api import arguments as pyinfra_arguments
 from pyinfra.api import deploy
 from pyinfra.api import util as pyinfra_util
 from pyinfra.context import ctx_host, ctx_state
@@ -217,7 +218,7 @@ def _order_stub(position: int) -> Any:
     return compile("\n" * position + "result = function(*args, **kwargs)", "<kubi order>", "exec")
 
 
-# --- the order of operations, cheaply --------------------------------------------------------
+# --- two of pyinfra's costs per operation, cheaply -------------------------------------------
 
 
 def _operation_order_from_stack(state: Any) -> list[int]:
@@ -262,3 +263,15 @@ setattr(  # noqa: B010 - the module's own name for it, which mypy does not see
     "get_operation_order_from_stack",
     _operation_order_from_stack,
 )
+
+
+_GLOBAL_ARGUMENTS = pyinfra_arguments.all_global_arguments()
+
+
+def _all_global_arguments() -> list[tuple[str, type]]:
+    """pyinfra's `all_global_arguments`, evaluated once: it evaluated the type hints of its
+    arguments class (typing.get_type_hints) again for every operation on every host."""
+    return list(_GLOBAL_ARGUMENTS)
+
+
+pyinfra_arguments.all_global_arguments = _all_global_arguments

@@ -1,5 +1,6 @@
-"""kubi's cheap operation order (kubi.deploy._operation_order_from_stack) gives exactly what
-pyinfra's own `get_operation_order_from_stack` gives, for every operation of real plans."""
+"""kubi's cheap stand-ins for two of pyinfra's costs per operation (kubi.deploy) give exactly
+what pyinfra's own give: the operation order, for every operation of real plans, and the
+global arguments."""
 
 from __future__ import annotations
 
@@ -37,3 +38,12 @@ def test_the_order_is_pyinfras(description, monkeypatch, deploy_file):
         assert fast == slow
     # multi-line calls and the components' order stubs were among them
     assert len({tuple(fast) for fast, _ in compared}) == len(compared)
+
+
+def test_the_global_arguments_are_pyinfras():
+    arguments = importlib.import_module("pyinfra.api.arguments")
+    assert arguments.all_global_arguments is deploy._all_global_arguments
+    own = list(arguments.get_type_hints(arguments.AllArguments).items())  # what pyinfra does
+    assert deploy._all_global_arguments() == own and len(own) > 10
+    deploy._all_global_arguments().clear()  # a caller's copy: the next one is whole
+    assert deploy._all_global_arguments() == own
