@@ -20,7 +20,6 @@ The process is `python -m kubi.lab.dns serve PORT ADDRESS`.
 from __future__ import annotations
 
 import os
-import pwd
 import socket
 import struct
 import sys
@@ -79,12 +78,7 @@ def serve(port: int, address: str, empty: Path) -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind((address, port))
     if os.geteuid() == 0:
-        nobody = pwd.getpwnam("nobody")
-        os.chroot(empty)
-        os.chdir("/")
-        os.setgroups([])
-        os.setgid(nobody.pw_gid)
-        os.setuid(nobody.pw_uid)
+        mirror.confine(empty)
     print(f"kubi-lab-dns: answering NXDOMAIN on {address} port {port}", flush=True)
     mirror.say_ready()
     while True:

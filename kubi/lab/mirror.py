@@ -79,12 +79,7 @@ def serve(root: Path, port: int, addresses: list[str]) -> None:
     for codec in ("latin-1", "utf-8", "ascii", "idna"):
         "".encode(codec)
     if confined:
-        nobody = pwd.getpwnam("nobody")
-        os.chroot(root)
-        os.chdir("/")
-        os.setgroups([])
-        os.setgid(nobody.pw_gid)
-        os.setuid(nobody.pw_uid)
+        confine(root)
     for server in servers:
         server.server_activate()
     print(f"kubi-lab-mirror: serving {root} on {', '.join(addresses)} port {port}", flush=True)
@@ -191,6 +186,16 @@ def spawn(module: str, args: list[str], run_dir: Path) -> bool:
         # a line once it listens; the end of the pipe at once if it ends before
         said = ready.readline() if select.select([ready], [], [], START_TIMEOUT)[0] else b""
     return said == b"ready\n"
+
+
+def confine(root: Path) -> None:
+    """A server started as root, once its sockets are bound: shut into `root`, as nobody."""
+    nobody = pwd.getpwnam("nobody")
+    os.chroot(root)
+    os.chdir("/")
+    os.setgroups([])
+    os.setgid(nobody.pw_gid)
+    os.setuid(nobody.pw_uid)
 
 
 def say_ready() -> None:
