@@ -334,8 +334,8 @@ def packages(names: list[str], update: bool = True):
     Install Debian packages that are missing (refreshing the package lists first).
 
     + names: package names
-    + update: refresh the package lists before installing (skip it when an earlier
-      operation of the same run just did)
+    + update: refresh the package lists before installing, unless they are fresh
+      (`refresh_lists`); false skips it (an earlier operation of the run just did)
 
     Refreshing only when something is missing keeps a converged host at one round trip and
     avoids installing from stale lists when a package is added later.
