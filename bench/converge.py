@@ -48,10 +48,10 @@ def lab_cpu() -> dict[str, float]:
     for group in lab.machine.group_dirs():
         for host in (p for p in group.glob(f"{lab.plan.HOST_PREFIX}*") if p.is_dir()):
             v1, v2 = host / "cpuacct.usage", host / "cpu.stat"
-            words = v2.read_text().split() if v2.is_file() else []
             if v1.is_file():
                 used[host.name] = int(v1.read_text()) / 1e9
-            elif "usage_usec" in words:  # (a v2 file without it: a hybrid machine's)
+            elif v2.is_file() and "usage_usec" in (words := v2.read_text().split()):
+                # (a v2 file without it: a hybrid machine's, whose v1 group counts)
                 used[host.name] = int(words[words.index("usage_usec") + 1]) / 1e6
     return used
 

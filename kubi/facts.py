@@ -145,14 +145,15 @@ def _unsafe_folder(
     """The first folder above `path` that another user controls, by `folders_guard`'s rule
     (owned by root or the user, group and others may not write; above its own folder, a
     sticky one is safe too), from each existing folder's owner and `ls` mode."""
-    for folder in _above(path):
+    above = _above(path)
+    for folder in above:
         if folder not in folders:
             continue  # missing: made later by root, inside a folder checked here
         owner, mode = folders[folder]
         ours = owner in ("0", uid) and len(mode) == 10 and mode[0] == "d"
         if ours and mode[5] == "-" and mode[8] == "-":
             continue
-        if ours and mode[9] in "tT" and folder != _above(path)[0]:
+        if ours and mode[9] in "tT" and folder != above[0]:
             continue
         return {"type": "unsafe", "folder": folder, "owner": owner, "mode": mode}
     return None

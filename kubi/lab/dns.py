@@ -14,7 +14,7 @@ up`, stopped by `kubi lab down`, its log and pid file in `plan.LAB_DNS_RUN_DIR`)
 the bridge address only. Started as root for port 53, it binds, then shuts itself into an
 empty folder (chroot) and runs as `nobody`.
 
-The process is `python -m kubi.lab.dns serve PORT ADDRESS`.
+The process is `python -m kubi.lab.dns serve PORT ADDRESS EMPTY_FOLDER`.
 """
 
 from __future__ import annotations
@@ -44,10 +44,14 @@ def answer(query: bytes) -> bytes | None:
         return None
     opcode = flags & 0x7800
     question = _question(query) if questions == 1 else None
-    rcode = NOTIMP if opcode else NXDOMAIN if question is not None else FORMERR
-    # QR, the query's opcode and RD, RA; no question but a well-formed one
+    if opcode:
+        rcode, body = NOTIMP, b""
+    elif question is None:
+        rcode, body = FORMERR, b""
+    else:  # the question copied back, as resolvers expect
+        rcode, body = NXDOMAIN, question
+    # QR, the query's opcode and RD, RA
     reply_flags = 0x8000 | opcode | (flags & 0x0100) | 0x0080 | rcode
-    body = question if rcode == NXDOMAIN and question is not None else b""
     return HEADER.pack(ident, reply_flags, 1 if body else 0, 0, 0, 0) + body
 
 
